@@ -1,0 +1,1 @@
+//! Istio config kinds.
