@@ -1,0 +1,216 @@
+//! A whole test mesh from `examples/bookinfo`: every Pod gets a network namespace and a
+//! backend answering with its app name and version, pilot-discovery serves the example
+//! config (pod IPs rewritten to the namespaces' addresses), and a stock Envoy runs as the
+//! sidecar of `productpage`, with the service VIP range redirected into its 15001.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_yaml::Value;
+
+use crate::backend::Backend;
+use crate::capture;
+use crate::client::HttpClient;
+use crate::envoy::{AdsApi, Bootstrap, Envoy, SidecarNode};
+use crate::netns::{Netns, Topology};
+use crate::pilot::{Pilot, PilotOptions};
+
+/// Service VIPs live here (`clusterIP`s in the example Services).
+pub const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// The pod that carries the sidecar and sends the test traffic.
+pub const CLIENT_POD: &str = "productpage-v1";
+/// Port every example workload serves on.
+pub const APP_PORT: u16 = 9080;
+
+/// The example directory in this repository.
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bookinfo")
+}
+
+/// A Pod from the example: name, labels and the address the example gave it.
+#[derive(Debug, Clone)]
+pub struct ExamplePod {
+    pub name: String,
+    pub app: String,
+    pub version: String,
+    pub example_ip: String,
+}
+
+/// Reads the Pods out of the example manifests.
+pub fn example_pods(dir: &Path) -> Result<Vec<ExamplePod>> {
+    let mut pods = Vec::new();
+    for (_, docs) in read_manifests(dir)? {
+        for doc in docs {
+            if doc["kind"].as_str() != Some("Pod") {
+                continue;
+            }
+            let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            pods.push(ExamplePod {
+                name: s(&doc["metadata"]["name"]),
+                app: s(&doc["metadata"]["labels"]["app"]),
+                version: s(&doc["metadata"]["labels"]["version"]),
+                example_ip: s(&doc["status"]["podIP"]),
+            });
+        }
+    }
+    Ok(pods)
+}
+
+fn read_manifests(dir: &Path) -> Result<Vec<(String, Vec<Value>)>> {
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let text = std::fs::read_to_string(&path)?;
+        let mut docs = Vec::new();
+        for de in serde_yaml::Deserializer::from_str(&text) {
+            let v: Value = serde::Deserialize::deserialize(de)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            if !v.is_null() {
+                docs.push(v);
+            }
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push((name, docs));
+    }
+    Ok(out)
+}
+
+/// Rewrites the example's pod IPs to the given addresses, file by file.
+fn rewrite_manifests(dir: &Path, ips: &BTreeMap<String, Ipv4Addr>) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (name, docs) in read_manifests(dir)? {
+        let mut texts = Vec::new();
+        for mut doc in docs {
+            if doc["kind"].as_str() == Some("Pod") {
+                let pod = doc["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                if let (Some(ip), Some(status)) = (ips.get(&pod), doc.get_mut("status")) {
+                    status["podIP"] = Value::String(ip.to_string());
+                }
+            }
+            texts.push(serde_yaml::to_string(&doc)?);
+        }
+        out.push((name, texts.join("---\n")));
+    }
+    Ok(out)
+}
+
+/// Options for [`BookinfoMesh::start`].
+#[derive(Debug, Clone, Default)]
+pub struct MeshOptions {
+    pub api: AdsApi,
+    /// Extra files for the config directory, written after the example's.
+    pub extra_configs: Vec<(String, String)>,
+    /// Leave out the example's VirtualServices (tests that bring their own).
+    pub without_virtual_services: bool,
+    pub pilot_env: Vec<(String, String)>,
+}
+
+pub struct BookinfoMesh {
+    // Drop order: processes first, then the namespaces they live in.
+    pub envoy: Envoy,
+    pub pilot: Pilot,
+    pub backends: BTreeMap<String, Backend>,
+    pub client: HttpClient,
+    pub pods: BTreeMap<String, Netns>,
+    pub topology: Topology,
+}
+
+impl BookinfoMesh {
+    pub async fn start(options: MeshOptions) -> Result<BookinfoMesh> {
+        let dir = examples_dir();
+        let topology = Topology::new()?;
+        let mut pods = BTreeMap::new();
+        let mut backends = BTreeMap::new();
+        let mut ips = BTreeMap::new();
+        for pod in example_pods(&dir)? {
+            let ns = topology.add_workload(&pod.name)?;
+            ips.insert(pod.name.clone(), ns.ip());
+            if pod.name != CLIENT_POD {
+                let backend = Backend::start(&ns, APP_PORT, &pod.app, &pod.version)?;
+                backends.insert(pod.name.clone(), backend);
+            }
+            pods.insert(pod.name.clone(), ns);
+        }
+        let Some(client_ns) = pods.get(CLIENT_POD).cloned() else {
+            bail!("the example has no pod {CLIENT_POD}");
+        };
+
+        let mut pilot_options = PilotOptions::default();
+        for (name, text) in rewrite_manifests(&dir, &ips)? {
+            if options.without_virtual_services && name.contains("virtual-service") {
+                continue;
+            }
+            pilot_options = pilot_options.config(&name, &text);
+        }
+        for (name, text) in &options.extra_configs {
+            pilot_options = pilot_options.config(name, text);
+        }
+        for (k, v) in &options.pilot_env {
+            pilot_options = pilot_options.env(k, v);
+        }
+        let pilot = Pilot::start(topology.hub(), pilot_options).await?;
+
+        capture::redirect_outbound(&client_ns, SERVICE_CIDR, 15001)?;
+        let envoy = start_sidecar(&client_ns, CLIENT_POD, "productpage", pilot.grpc_addr(), options.api).await?;
+        let client = HttpClient::new(&client_ns);
+        Ok(BookinfoMesh {
+            envoy,
+            pilot,
+            backends,
+            client,
+            pods,
+            topology,
+        })
+    }
+
+    /// The VIP:port of an example service.
+    pub fn service_addr(name: &str) -> SocketAddr {
+        let last = match name {
+            "productpage" => 10,
+            "reviews" => 11,
+            "ratings" => 12,
+            _ => 13,
+        };
+        SocketAddr::from(([10, 96, 0, last], APP_PORT))
+    }
+
+    /// Waits until the sidecar has the listeners, clusters and routes the example needs.
+    pub async fn wait_configured(&self, timeout: Duration) -> Result<()> {
+        self.envoy
+            .wait_for("sidecar configured by pilot-discovery", timeout, |dump| {
+                let text = dump.to_string();
+                text.contains("virtualOutbound")
+                    && text.contains("outbound|9080|v1|reviews.default.svc.cluster.local")
+                    && text.contains("\"9080\"")
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Starts a stock Envoy as the sidecar of `pod` with Istio's node identity.
+pub async fn start_sidecar(
+    ns: &Netns,
+    pod: &str,
+    app: &str,
+    pilot: SocketAddr,
+    api: AdsApi,
+) -> Result<Envoy> {
+    let node = SidecarNode::new(ns.ip(), pod, "default")
+        .label("app", app)
+        .label("version", "v1");
+    let bootstrap = Bootstrap::new(node).with_ads(pilot, api);
+    Envoy::start(ns, &bootstrap).await
+}

@@ -1,0 +1,4 @@
+//! From change events to pushes: requests, merging, debouncing.
+
+pub mod debounce;
+pub mod request;
