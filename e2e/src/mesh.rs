@@ -88,13 +88,19 @@ fn read_manifests(dir: &Path) -> Result<Vec<(String, Vec<Value>)>> {
 }
 
 /// Rewrites the example's pod IPs to the given addresses, file by file.
-fn rewrite_manifests(dir: &Path, ips: &BTreeMap<String, Ipv4Addr>) -> Result<Vec<(String, String)>> {
+fn rewrite_manifests(
+    dir: &Path,
+    ips: &BTreeMap<String, Ipv4Addr>,
+) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (name, docs) in read_manifests(dir)? {
         let mut texts = Vec::new();
         for mut doc in docs {
             if doc["kind"].as_str() == Some("Pod") {
-                let pod = doc["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                let pod = doc["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 if let (Some(ip), Some(status)) = (ips.get(&pod), doc.get_mut("status")) {
                     status["podIP"] = Value::String(ip.to_string());
                 }
@@ -110,6 +116,8 @@ fn rewrite_manifests(dir: &Path, ips: &BTreeMap<String, Ipv4Addr>) -> Result<Vec
 #[derive(Debug, Clone, Default)]
 pub struct MeshOptions {
     pub api: AdsApi,
+    /// The example directory to serve; [`examples_dir`] when `None`.
+    pub examples: Option<PathBuf>,
     /// Extra files for the config directory, written after the example's.
     pub extra_configs: Vec<(String, String)>,
     /// Leave out the example's VirtualServices (tests that bring their own).
@@ -129,7 +137,7 @@ pub struct BookinfoMesh {
 
 impl BookinfoMesh {
     pub async fn start(options: MeshOptions) -> Result<BookinfoMesh> {
-        let dir = examples_dir();
+        let dir = options.examples.clone().unwrap_or_else(examples_dir);
         let topology = Topology::new()?;
         let mut pods = BTreeMap::new();
         let mut backends = BTreeMap::new();
@@ -163,7 +171,14 @@ impl BookinfoMesh {
         let pilot = Pilot::start(topology.hub(), pilot_options).await?;
 
         capture::redirect_outbound(&client_ns, SERVICE_CIDR, 15001)?;
-        let envoy = start_sidecar(&client_ns, CLIENT_POD, "productpage", pilot.grpc_addr(), options.api).await?;
+        let envoy = start_sidecar(
+            &client_ns,
+            CLIENT_POD,
+            "productpage",
+            pilot.grpc_addr(),
+            options.api,
+        )
+        .await?;
         let client = HttpClient::new(&client_ns);
         Ok(BookinfoMesh {
             envoy,

@@ -37,19 +37,28 @@ both_apis!(bad_input_keeps_the_rest_serving);
 both_apis!(nacking_proxy_is_reported_and_others_keep_receiving);
 
 async fn start(api: AdsApi) -> BookinfoMesh {
-    start_with(MeshOptions { api, ..Default::default() }).await
+    start_with(MeshOptions {
+        api,
+        ..Default::default()
+    })
+    .await
 }
 
 async fn start_with(options: MeshOptions) -> BookinfoMesh {
     let mesh = BookinfoMesh::start(options).await.expect("mesh starts");
-    mesh.wait_configured(CONFIGURED).await.expect("sidecar configured");
+    mesh.wait_configured(CONFIGURED)
+        .await
+        .expect("sidecar configured");
     mesh
 }
 
 /// A value from Prometheus text, 0 when the series is absent.
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
         .unwrap_or(0.0)
 }
 
@@ -65,7 +74,10 @@ async fn envoy_acks_everything_with_istio_names(api: AdsApi) {
     let mesh = start(api).await;
     let listeners = mesh.envoy.listener_names().await.unwrap();
     for name in ["virtualOutbound", "virtualInbound", "0.0.0.0_9080"] {
-        assert!(listeners.iter().any(|l| l == name), "listener {name} missing: {listeners:?}");
+        assert!(
+            listeners.iter().any(|l| l == name),
+            "listener {name} missing: {listeners:?}"
+        );
     }
     let clusters = mesh.envoy.cluster_names().await.unwrap();
     for name in [
@@ -78,39 +90,71 @@ async fn envoy_acks_everything_with_istio_names(api: AdsApi) {
         "PassthroughCluster".to_string(),
         "InboundPassthroughCluster".to_string(),
     ] {
-        assert!(clusters.contains(&name), "cluster {name} missing: {clusters:?}");
+        assert!(
+            clusters.contains(&name),
+            "cluster {name} missing: {clusters:?}"
+        );
     }
     let routes = mesh.envoy.route_config_names().await.unwrap();
-    assert!(routes.iter().any(|r| r == "9080"), "route config 9080 missing: {routes:?}");
+    assert!(
+        routes.iter().any(|r| r == "9080"),
+        "route config 9080 missing: {routes:?}"
+    );
 
     // Envoy took every update: nothing rejected, on its side or pilot's.
-    for stat in ["cluster_manager.cds.update_rejected", "listener_manager.lds.update_rejected"] {
+    for stat in [
+        "cluster_manager.cds.update_rejected",
+        "listener_manager.lds.update_rejected",
+    ] {
         assert_eq!(envoy_stat(&mesh.envoy, stat).await, 0, "{stat}");
     }
     assert!(envoy_stat(&mesh.envoy, "cluster_manager.cds.update_success").await > 0);
-    wait_until("pilot to record the proxy's ACKs", Duration::from_secs(10), || async {
-        let syncz = mesh.pilot.get_json("/debug/syncz").await?;
-        let Some(proxy) = syncz.as_array().and_then(|a| a.first()) else {
-            return Ok(false);
-        };
-        let acked = |kind: &str| {
-            let sent = &proxy[format!("{kind}_sent")];
-            !sent.is_null() && *sent == proxy[format!("{kind}_acked")]
-        };
-        Ok(acked("cluster") && acked("listener") && acked("route") && acked("endpoint"))
-    })
+    wait_until(
+        "pilot to record the proxy's ACKs",
+        Duration::from_secs(10),
+        || async {
+            let syncz = mesh.pilot.get_json("/debug/syncz").await?;
+            let Some(proxy) = syncz.as_array().and_then(|a| a.first()) else {
+                return Ok(false);
+            };
+            let acked = |kind: &str| {
+                let sent = &proxy[format!("{kind}_sent")];
+                !sent.is_null() && *sent == proxy[format!("{kind}_acked")]
+            };
+            Ok(acked("cluster") && acked("listener") && acked("route") && acked("endpoint"))
+        },
+    )
     .await
     .unwrap();
     let syncz = mesh.pilot.get_json("/debug/syncz").await.unwrap();
     let proxy = &syncz[0];
-    assert_eq!(proxy["proxy"].as_str(), Some("productpage-v1.default"), "{syncz:#}");
+    assert_eq!(
+        proxy["proxy"].as_str(),
+        Some("productpage-v1.default"),
+        "{syncz:#}"
+    );
     for (type_url, status) in proxy["resources"].as_object().unwrap() {
-        assert!(status["lastError"].as_str().unwrap_or_default().is_empty(), "{type_url}: {status}");
+        assert!(
+            status["lastError"].as_str().unwrap_or_default().is_empty(),
+            "{type_url}: {status}"
+        );
     }
     let metrics = mesh.pilot.metrics().await.unwrap();
-    assert!(!metrics.lines().any(|l| l.starts_with("pilot_total_xds_rejects{") && !l.ends_with(" 0")), "{metrics}");
-    assert_eq!(metric(&metrics, "pilot_xds{version=\"1.30.0\"}"), 1.0, "{metrics}");
-    assert!(metric(&metrics, "pilot_xds_pushes{type=\"cds\"}") >= 1.0, "{metrics}");
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("pilot_total_xds_rejects{") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "pilot_xds{version=\"1.30.0\"}"),
+        1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "pilot_xds_pushes{type=\"cds\"}") >= 1.0,
+        "{metrics}"
+    );
 }
 
 async fn weighted_and_header_routing(api: AdsApi) {
@@ -121,7 +165,10 @@ async fn weighted_and_header_routing(api: AdsApi) {
     let v1 = tally.count("reviews-v1");
     let v3 = tally.count("reviews-v3");
     assert_eq!(v1 + v3, 1000, "only v1 and v3 are in the split: {tally:?}");
-    assert!((750..=850).contains(&v1), "80/20 split within ±5 points, got v1={v1} v3={v3}");
+    assert!(
+        (750..=850).contains(&v1),
+        "80/20 split within ±5 points, got v1={v1} v3={v3}"
+    );
 
     let jason = reviews("/").header("end-user", "jason");
     let tally = mesh.client.tally(addr, &jason, 100).await;
@@ -182,14 +229,30 @@ async fn virtual_service_http_features(api: AdsApi) {
 
     let r = client.send(addr, &get("/slowly")).await.unwrap();
     assert_eq!(r.status, 200);
-    assert!(r.elapsed >= Duration::from_secs(1), "fault delay of 1s, took {:?}", r.elapsed);
+    assert!(
+        r.elapsed >= Duration::from_secs(1),
+        "fault delay of 1s, took {:?}",
+        r.elapsed
+    );
 
     let r = client.send(addr, &get("/delay/3000")).await.unwrap();
     assert_eq!(r.status, 504, "route timeout: {}", r.text());
-    assert!(r.elapsed < Duration::from_millis(2500), "timed out at 0.5s, took {:?}", r.elapsed);
+    assert!(
+        r.elapsed < Duration::from_millis(2500),
+        "timed out at 0.5s, took {:?}",
+        r.elapsed
+    );
 
-    let r = client.send(addr, &get("/retry").header("x-fail-first", "retry-1")).await.unwrap();
-    assert_eq!(r.status, 200, "the retry reaches a second attempt: {}", r.text());
+    let r = client
+        .send(addr, &get("/retry").header("x-fail-first", "retry-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status,
+        200,
+        "the retry reaches a second attempt: {}",
+        r.text()
+    );
     let attempts = mesh.backends["ratings-v1"]
         .received()
         .iter()
@@ -197,8 +260,14 @@ async fn virtual_service_http_features(api: AdsApi) {
         .count();
     assert_eq!(attempts, 2, "first attempt failed, second answered");
 
-    let r = client.send(addr, &get("/noretry").header("x-fail-first", "noretry-1")).await.unwrap();
-    assert_eq!(r.status, 503, "attempts: 0 disables Istio's default retries");
+    let r = client
+        .send(addr, &get("/noretry").header("x-fail-first", "noretry-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status, 503,
+        "attempts: 0 disables Istio's default retries"
+    );
 
     let r = client.send(addr, &get("/old/stars")).await.unwrap();
     assert_eq!(r.status, 200);
@@ -226,7 +295,12 @@ spec:
 "#;
 
 /// Sends requests until `n` in a row come from `backend`; returns how long it took.
-async fn until_consistently(mesh: &BookinfoMesh, backend: &str, n: usize, limit: Duration) -> Duration {
+async fn until_consistently(
+    mesh: &BookinfoMesh,
+    backend: &str,
+    n: usize,
+    limit: Duration,
+) -> Duration {
     let started = Instant::now();
     let addr = BookinfoMesh::service_addr("reviews");
     let mut streak = 0;
@@ -241,7 +315,10 @@ async fn until_consistently(mesh: &BookinfoMesh, backend: &str, n: usize, limit:
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("traffic did not move to {backend} within {limit:?}\n{}", mesh.pilot.log_tail());
+    panic!(
+        "traffic did not move to {backend} within {limit:?}\n{}",
+        mesh.pilot.log_tail()
+    );
 }
 
 async fn file_edits_reroute_a_running_envoy(api: AdsApi) {
@@ -253,16 +330,25 @@ async fn file_edits_reroute_a_running_envoy(api: AdsApi) {
         .unwrap();
     until_consistently(&mesh, "reviews-v2", 10, Duration::from_secs(10)).await;
     let first_v2 = edited.elapsed();
-    assert!(first_v2 < Duration::from_secs(2) + Duration::from_millis(500), "re-routed after {first_v2:?}");
+    assert!(
+        first_v2 < Duration::from_secs(2) + Duration::from_millis(500),
+        "re-routed after {first_v2:?}"
+    );
     assert_eq!(mesh.envoy.pid(), envoy_pid, "the same Envoy process");
 
     // Without a VirtualService the default route spreads over every version.
     mesh.pilot.remove_config("virtual-services.yaml").unwrap();
     let addr = BookinfoMesh::service_addr("reviews");
-    wait_until("default route to reach every version", Duration::from_secs(10), || async {
-        let tally = mesh.client.tally(addr, &reviews("/"), 60).await;
-        Ok(["reviews-v1", "reviews-v2", "reviews-v3"].iter().all(|b| tally.count(b) > 0))
-    })
+    wait_until(
+        "default route to reach every version",
+        Duration::from_secs(10),
+        || async {
+            let tally = mesh.client.tally(addr, &reviews("/"), 60).await;
+            Ok(["reviews-v1", "reviews-v2", "reviews-v3"]
+                .iter()
+                .all(|b| tally.count(b) > 0))
+        },
+    )
     .await
     .unwrap();
 }
@@ -285,21 +371,50 @@ async fn new_endpoint_is_pushed_as_eds_only(api: AdsApi) {
     );
     mesh.pilot.write_config("pods-extra.yaml", &pod).unwrap();
 
-    wait_until("traffic to reach the new endpoint", Duration::from_secs(10), || async {
-        let tally = mesh.client.tally(addr, &RequestSpec::get("ratings", "/"), 20).await;
-        Ok(tally.count("ratings-v2") > 0 && tally.count("ratings-v1") > 0)
-    })
+    wait_until(
+        "traffic to reach the new endpoint",
+        Duration::from_secs(10),
+        || async {
+            let tally = mesh
+                .client
+                .tally(addr, &RequestSpec::get("ratings", "/"), 20)
+                .await;
+            Ok(tally.count("ratings-v2") > 0 && tally.count("ratings-v1") > 0)
+        },
+    )
     .await
     .unwrap();
 
     let after = mesh.pilot.metrics().await.unwrap();
     let delta = |series: &str| metric(&after, series) - metric(&before, series);
-    assert!(delta("pilot_xds_pushes{type=\"eds\"}") >= 1.0, "an EDS push happened\n{after}");
-    assert_eq!(delta("pilot_xds_pushes{type=\"cds\"}"), 0.0, "no CDS push\n{after}");
-    assert_eq!(delta("pilot_xds_pushes{type=\"lds\"}"), 0.0, "no LDS push\n{after}");
-    assert_eq!(delta("pilot_xds_pushes{type=\"rds\"}"), 0.0, "no RDS push\n{after}");
-    assert_eq!(delta("pilot_pushcontext_init_seconds_count"), 0.0, "no PushContext rebuild\n{after}");
-    assert!(delta("pilot_push_triggers{type=\"endpoint\"}") >= 1.0, "{after}");
+    assert!(
+        delta("pilot_xds_pushes{type=\"eds\"}") >= 1.0,
+        "an EDS push happened\n{after}"
+    );
+    assert_eq!(
+        delta("pilot_xds_pushes{type=\"cds\"}"),
+        0.0,
+        "no CDS push\n{after}"
+    );
+    assert_eq!(
+        delta("pilot_xds_pushes{type=\"lds\"}"),
+        0.0,
+        "no LDS push\n{after}"
+    );
+    assert_eq!(
+        delta("pilot_xds_pushes{type=\"rds\"}"),
+        0.0,
+        "no RDS push\n{after}"
+    );
+    assert_eq!(
+        delta("pilot_pushcontext_init_seconds_count"),
+        0.0,
+        "no PushContext rebuild\n{after}"
+    );
+    assert!(
+        delta("pilot_push_triggers{type=\"endpoint\"}") >= 1.0,
+        "{after}"
+    );
 }
 
 fn vs(name: &str, host: &str, http: &str) -> String {
@@ -314,17 +429,29 @@ async fn bad_input_keeps_the_rest_serving(api: AdsApi) {
     p.write_config("broken.yaml", "kind: [unclosed\n").unwrap();
     p.write_config(
         "unknown-field.yaml",
-        &vs("unknown-field", "details", "  - route: [{destination: {host: details}}]\n    colour: blue\n"),
+        &vs(
+            "unknown-field",
+            "details",
+            "  - route: [{destination: {host: details}}]\n    colour: blue\n",
+        ),
     )
     .unwrap();
     p.write_config(
         "wrong-type.yaml",
-        &vs("wrong-type", "details", "  - route: [{destination: {host: details}, weight: eighty}]\n"),
+        &vs(
+            "wrong-type",
+            "details",
+            "  - route: [{destination: {host: details}, weight: eighty}]\n",
+        ),
     )
     .unwrap();
     p.write_config(
         "bad-regex.yaml",
-        &vs("bad-regex", "details", "  - match: [{uri: {regex: \"([a-z\"}}]\n    route: [{destination: {host: details}}]\n"),
+        &vs(
+            "bad-regex",
+            "details",
+            "  - match: [{uri: {regex: \"([a-z\"}}]\n    route: [{destination: {host: details}}]\n",
+        ),
     )
     .unwrap();
     p.write_config(
@@ -334,23 +461,47 @@ async fn bad_input_keeps_the_rest_serving(api: AdsApi) {
     .unwrap();
     p.write_config(
         "duplicate-host.yaml",
-        &vs("reviews-2", "reviews", "  - route: [{destination: {host: reviews, subset: v2}}]\n"),
+        &vs(
+            "reviews-2",
+            "reviews",
+            "  - route: [{destination: {host: reviews, subset: v2}}]\n",
+        ),
     )
     .unwrap();
     // The example's reviews VirtualService turns invalid: its last good version stays.
-    let broken_reviews = std::fs::read_to_string(mesh::examples_dir().join("virtual-services.yaml"))
-        .unwrap()
-        .replace("exact: jason", "regex: \"(jason\"");
-    p.write_config("virtual-services.yaml", &broken_reviews).unwrap();
+    let broken_reviews =
+        std::fs::read_to_string(mesh::examples_dir().join("virtual-services.yaml"))
+            .unwrap()
+            .replace("exact: jason", "regex: \"(jason\"");
+    p.write_config("virtual-services.yaml", &broken_reviews)
+        .unwrap();
 
     let expect: BTreeMap<&str, (&str, &str)> = BTreeMap::from([
         ("broken.yaml", ("pilot_invalid_config", "broken.yaml")),
-        ("VirtualService/default/unknown-field", ("pilot_invalid_config", "colour")),
-        ("VirtualService/default/wrong-type", ("pilot_invalid_config", "spec.http[0].route[0].weight")),
-        ("VirtualService/default/bad-regex", ("pilot_invalid_config", "regex")),
-        ("VirtualService/default/reviews", ("pilot_invalid_config", "last good")),
-        ("VirtualService/default/reviews-2", ("pilot_vservice_host_conflict", "reviews")),
-        ("outbound|9080|v9|productpage.default.svc.cluster.local", ("pilot_eds_no_instances", "v9")),
+        (
+            "VirtualService/default/unknown-field",
+            ("pilot_invalid_config", "colour"),
+        ),
+        (
+            "VirtualService/default/wrong-type",
+            ("pilot_invalid_config", "spec.http[0].route[0].weight"),
+        ),
+        (
+            "VirtualService/default/bad-regex",
+            ("pilot_invalid_config", "regex"),
+        ),
+        (
+            "VirtualService/default/reviews",
+            ("pilot_invalid_config", "last good"),
+        ),
+        (
+            "VirtualService/default/reviews-2",
+            ("pilot_vservice_host_conflict", "reviews"),
+        ),
+        (
+            "outbound|9080|v9|productpage.default.svc.cluster.local",
+            ("pilot_eds_no_instances", "v9"),
+        ),
     ]);
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
@@ -363,35 +514,74 @@ async fn bad_input_keeps_the_rest_serving(api: AdsApi) {
         if all_there {
             break status;
         }
-        assert!(Instant::now() < deadline, "push status should name every bad object: {status:#}");
+        assert!(
+            Instant::now() < deadline,
+            "push status should name every bad object: {status:#}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     for (key, (metric, needle)) in &expect {
         let entries = status[*metric].as_object().unwrap();
         let (_, entry) = entries.iter().find(|(k, _)| k.ends_with(key)).unwrap();
         let message = entry["message"].as_str().unwrap_or_default();
-        assert!(message.contains(needle), "{key}: {message:?} should mention {needle:?}");
+        assert!(
+            message.contains(needle),
+            "{key}: {message:?} should mention {needle:?}"
+        );
     }
-    for file in ["unknown-field.yaml", "wrong-type.yaml", "bad-regex.yaml", "virtual-services.yaml"] {
-        assert!(status.to_string().contains(file), "push status names {file}: {status:#}");
+    for file in [
+        "unknown-field.yaml",
+        "wrong-type.yaml",
+        "bad-regex.yaml",
+        "virtual-services.yaml",
+    ] {
+        assert!(
+            status.to_string().contains(file),
+            "push status names {file}: {status:#}"
+        );
     }
     let logs = p.logs();
     for object in ["unknown-field", "wrong-type", "bad-regex", "broken.yaml"] {
-        assert!(logs.lines().any(|l| l.contains("WARN") && l.contains(object)), "a warning names {object}");
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("WARN") && l.contains(object)),
+            "a warning names {object}"
+        );
     }
 
     // Everything else keeps serving, the old reviews rules included.
     let addr = BookinfoMesh::service_addr("reviews");
-    let tally = mesh.client.tally(addr, &reviews("/").header("end-user", "jason"), 20).await;
-    assert_eq!(tally.count("reviews-v2"), 20, "last good reviews VirtualService: {tally:?}");
+    let tally = mesh
+        .client
+        .tally(addr, &reviews("/").header("end-user", "jason"), 20)
+        .await;
+    assert_eq!(
+        tally.count("reviews-v2"),
+        20,
+        "last good reviews VirtualService: {tally:?}"
+    );
     let tally = mesh.client.tally(addr, &reviews("/"), 100).await;
-    assert_eq!(tally.count("reviews-v2"), 0, "reviews-2 lost the host to the older reviews: {tally:?}");
-    let r = mesh.client.get(BookinfoMesh::service_addr("details"), "details", "/").await.unwrap();
+    assert_eq!(
+        tally.count("reviews-v2"),
+        0,
+        "reviews-2 lost the host to the older reviews: {tally:?}"
+    );
+    let r = mesh
+        .client
+        .get(BookinfoMesh::service_addr("details"), "details", "/")
+        .await
+        .unwrap();
     assert_eq!(r.backend(), Some("details-v1"));
-    for stat in ["cluster_manager.cds.update_rejected", "listener_manager.lds.update_rejected"] {
+    for stat in [
+        "cluster_manager.cds.update_rejected",
+        "listener_manager.lds.update_rejected",
+    ] {
         assert_eq!(envoy_stat(&mesh.envoy, stat).await, 0, "{stat}");
     }
-    assert!(p.get("/ready").await.unwrap().status == 200, "pilot-discovery still running");
+    assert!(
+        p.get("/ready").await.unwrap().status == 200,
+        "pilot-discovery still running"
+    );
 }
 
 async fn nacking_proxy_is_reported_and_others_keep_receiving(api: AdsApi) {
@@ -408,20 +598,28 @@ async fn nacking_proxy_is_reported_and_others_keep_receiving(api: AdsApi) {
     let nacker = Envoy::start(details, &bootstrap).await.unwrap();
 
     let p = &mesh.pilot;
-    wait_until("the NACK to show in /debug/syncz", Duration::from_secs(15), || async {
-        let syncz = p.get_json("/debug/syncz").await?;
-        Ok(syncz.as_array().into_iter().flatten().any(|proxy| {
-            proxy["proxy"].as_str() == Some("details-v1.default")
-                && proxy["resources"].to_string().contains("15001")
-        }))
-    })
+    wait_until(
+        "the NACK to show in /debug/syncz",
+        Duration::from_secs(15),
+        || async {
+            let syncz = p.get_json("/debug/syncz").await?;
+            Ok(syncz.as_array().into_iter().flatten().any(|proxy| {
+                proxy["proxy"].as_str() == Some("details-v1.default")
+                    && proxy["resources"].to_string().contains("15001")
+            }))
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e:#}\n{}", nacker.log_tail()));
     let metrics = p.metrics().await.unwrap();
-    assert!(metric(&metrics, "pilot_total_xds_rejects{type=\"lds\"}") >= 1.0, "{metrics}");
+    assert!(
+        metric(&metrics, "pilot_total_xds_rejects{type=\"lds\"}") >= 1.0,
+        "{metrics}"
+    );
     assert!(envoy_stat(&nacker, "listener_manager.lds.update_rejected").await >= 1);
 
     // Pushes to the healthy sidecar go on.
-    p.write_config("virtual-services.yaml", REVIEWS_V2_ONLY).unwrap();
+    p.write_config("virtual-services.yaml", REVIEWS_V2_ONLY)
+        .unwrap();
     until_consistently(&mesh, "reviews-v2", 5, Duration::from_secs(10)).await;
 }

@@ -85,7 +85,9 @@ mod tests {
             ":18080",
         ])
         .unwrap();
-        let Command::Discovery(args) = cli.command else { panic!() };
+        let Command::Discovery(args) = cli.command else {
+            panic!()
+        };
         assert_eq!(args.config_dir.unwrap().to_str(), Some("examples"));
         assert_eq!(args.grpc_addr.to_string(), "127.0.0.1:25010");
         assert_eq!(args.http_addr.to_string(), "0.0.0.0:18080");

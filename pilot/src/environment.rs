@@ -38,7 +38,8 @@ struct State {
 
 impl Environment {
     pub fn new(mesh: Arc<istio::MeshConfig>, domain_suffix: &str) -> Environment {
-        let default_visibility = Visibility::from_export_to(&mesh.default_service_export_to, Visibility::Public);
+        let default_visibility =
+            Visibility::from_export_to(&mesh.default_service_export_to, Visibility::Public);
         Environment {
             mesh,
             domain_suffix: domain_suffix.to_string(),
@@ -72,7 +73,10 @@ impl Environment {
             match object {
                 Object::Istio(cfg) => {
                     let config_key = cfg.key();
-                    external_changed |= matches!(config_key.kind, ConfigKind::ServiceEntry | ConfigKind::WorkloadEntry);
+                    external_changed |= matches!(
+                        config_key.kind,
+                        ConfigKind::ServiceEntry | ConfigKind::WorkloadEntry
+                    );
                     state.configs.insert(config_key.clone(), cfg);
                     add_full(TriggerReason::Config, config_key);
                 }
@@ -83,18 +87,24 @@ impl Environment {
             match config_kind(&key.kind) {
                 Some(kind) => {
                     let config_key = ConfigKey::new(kind, &key.namespace, &key.name);
-                    external_changed |= matches!(kind, ConfigKind::ServiceEntry | ConfigKind::WorkloadEntry);
+                    external_changed |=
+                        matches!(kind, ConfigKind::ServiceEntry | ConfigKind::WorkloadEntry);
                     if state.configs.remove(&config_key).is_some() {
                         add_full(TriggerReason::Config, config_key);
                     }
                 }
-                None => registry_changes.extend(state.kube.delete(&key.kind, &key.namespace, &key.name)),
+                None => {
+                    registry_changes.extend(state.kube.delete(&key.kind, &key.namespace, &key.name))
+                }
             }
         }
         if scan.errors != state.errors {
             state.errors = scan.errors;
             // Errors show in push status, which lives in the PushContext.
-            add_full(TriggerReason::Config, ConfigKey::new(ConfigKind::MeshConfig, "", "errors"));
+            add_full(
+                TriggerReason::Config,
+                ConfigKey::new(ConfigKind::MeshConfig, "", "errors"),
+            );
         }
 
         let mut eds_hosts = Vec::new();
@@ -103,7 +113,10 @@ impl Environment {
                 RegistryChange::Service { namespace, name } => {
                     let host = state.kube.hostname(&namespace, &name);
                     self.refresh_kube_endpoints(&state.kube, &namespace, &name);
-                    add_full(TriggerReason::Service, ConfigKey::new(ConfigKind::Service, &namespace, &host));
+                    add_full(
+                        TriggerReason::Service,
+                        ConfigKey::new(ConfigKind::Service, &namespace, &host),
+                    );
                 }
                 RegistryChange::Endpoints { namespace, name } => {
                     if self.refresh_kube_endpoints(&state.kube, &namespace, &name) {
@@ -128,8 +141,12 @@ impl Environment {
     fn refresh_kube_endpoints(&self, kube: &KubeRegistry, namespace: &str, name: &str) -> bool {
         let host = kube.hostname(namespace, name);
         let endpoints = kube.endpoints(namespace, name);
-        self.endpoints
-            .update(&Arc::from(host.as_str()), namespace, ShardKey::kubernetes(), endpoints)
+        self.endpoints.update(
+            &Arc::from(host.as_str()),
+            namespace,
+            ShardKey::kubernetes(),
+            endpoints,
+        )
     }
 
     /// ServiceEntry endpoints are recomputed whole: they change with config, which is a
@@ -143,13 +160,21 @@ impl Environment {
         );
         let mut now_present = BTreeSet::new();
         for ((namespace, host), endpoints) in external.endpoints {
-            self.endpoints
-                .update(&Arc::from(host.as_str()), &namespace, ShardKey::external(), endpoints);
+            self.endpoints.update(
+                &Arc::from(host.as_str()),
+                &namespace,
+                ShardKey::external(),
+                endpoints,
+            );
             now_present.insert((namespace, host));
         }
         for (namespace, host) in state.external_hosts.difference(&now_present) {
-            self.endpoints
-                .update(&Arc::from(host.as_str()), namespace, ShardKey::external(), Vec::new());
+            self.endpoints.update(
+                &Arc::from(host.as_str()),
+                namespace,
+                ShardKey::external(),
+                Vec::new(),
+            );
         }
         state.external_hosts = now_present;
     }
@@ -200,7 +225,10 @@ impl Environment {
     /// Istio's push version: `<RFC3339 time>/<counter>`.
     fn next_version(&self) -> String {
         let n = self.push_counter.fetch_add(1, Ordering::Relaxed) + 1;
-        format!("{}/{n}", humantime::format_rfc3339_seconds(SystemTime::now()))
+        format!(
+            "{}/{n}",
+            humantime::format_rfc3339_seconds(SystemTime::now())
+        )
     }
 
     pub fn configs(&self) -> Vec<IstioConfig> {
@@ -238,5 +266,9 @@ fn snapshot_of(configs: &BTreeMap<ConfigKey, IstioConfig>) -> ConfigSnapshot {
 }
 
 fn dedup(changes: Vec<RegistryChange>) -> Vec<RegistryChange> {
-    changes.into_iter().collect::<BTreeSet<_>>().into_iter().collect()
+    changes
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }

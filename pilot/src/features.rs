@@ -67,7 +67,8 @@ mod tests {
         .unwrap();
         assert_eq!(f.debounce_after, Duration::from_millis(5));
         assert_eq!(f.effective_push_throttle(), 3);
-        let err = Features::from_lookup(|k| (k == "PILOT_DEBOUNCE_MAX").then(|| "soon".into())).unwrap_err();
+        let err = Features::from_lookup(|k| (k == "PILOT_DEBOUNCE_MAX").then(|| "soon".into()))
+            .unwrap_err();
         assert!(err.contains("PILOT_DEBOUNCE_MAX"));
     }
 }

@@ -13,7 +13,10 @@ fn main() -> anyhow::Result<()> {
             let filter = EnvFilter::try_from_default_env()
                 .or_else(|_| EnvFilter::try_new(&args.log_level))
                 .unwrap_or_else(|_| EnvFilter::new("info"));
-            tracing_subscriber::fmt().with_env_filter(filter).init();
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?

@@ -22,7 +22,14 @@ pub struct VersionLabel {
 type HistogramFamily = Family<TypeLabel, Histogram, fn() -> Histogram>;
 
 const PUSH_TIME_BUCKETS: [f64; 9] = [0.01, 0.1, 0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0];
-const CONFIG_SIZE_BUCKETS: [f64; 6] = [1.0, 10_000.0, 1_000_000.0, 4_000_000.0, 10_000_000.0, 40_000_000.0];
+const CONFIG_SIZE_BUCKETS: [f64; 6] = [
+    1.0,
+    10_000.0,
+    1_000_000.0,
+    4_000_000.0,
+    10_000_000.0,
+    40_000_000.0,
+];
 const CONVERGENCE_BUCKETS: [f64; 8] = [0.1, 0.5, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0];
 const INIT_BUCKETS: [f64; 6] = [0.01, 0.1, 0.5, 1.0, 3.0, 5.0];
 
@@ -81,37 +88,93 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
         let xds_clients = Family::<VersionLabel, Gauge>::default();
-        registry.register("pilot_xds", "Number of endpoints connected to this pilot using XDS.", xds_clients.clone());
+        registry.register(
+            "pilot_xds",
+            "Number of endpoints connected to this pilot using XDS.",
+            xds_clients.clone(),
+        );
         let xds_pushes = Family::<TypeLabel, Counter>::default();
-        registry.register("pilot_xds_pushes", "Pilot build and send errors for lds, rds, cds and eds.", xds_pushes.clone());
+        registry.register(
+            "pilot_xds_pushes",
+            "Pilot build and send errors for lds, rds, cds and eds.",
+            xds_pushes.clone(),
+        );
         let push_time: HistogramFamily = Family::new_with_constructor(push_time_histogram);
-        registry.register("pilot_xds_push_time", "Total time in seconds Pilot takes to push lds, rds, cds and eds.", push_time.clone());
+        registry.register(
+            "pilot_xds_push_time",
+            "Total time in seconds Pilot takes to push lds, rds, cds and eds.",
+            push_time.clone(),
+        );
         let config_size: HistogramFamily = Family::new_with_constructor(config_size_histogram);
-        registry.register("pilot_xds_config_size_bytes", "Distribution of configuration sizes pushed to clients", config_size.clone());
+        registry.register(
+            "pilot_xds_config_size_bytes",
+            "Distribution of configuration sizes pushed to clients",
+            config_size.clone(),
+        );
         let convergence = Histogram::new(CONVERGENCE_BUCKETS);
         registry.register("pilot_proxy_convergence_time", "Delay in seconds between config change and a proxy receiving all required configuration.", convergence.clone());
         let queue_time = Histogram::new(CONVERGENCE_BUCKETS);
-        registry.register("pilot_proxy_queue_time", "Time in seconds, a proxy is in the push queue before being dequeued.", queue_time.clone());
+        registry.register(
+            "pilot_proxy_queue_time",
+            "Time in seconds, a proxy is in the push queue before being dequeued.",
+            queue_time.clone(),
+        );
         let debounce_time = Histogram::new(PUSH_TIME_BUCKETS);
         registry.register("pilot_debounce_time", "Delay in seconds between the first config enters debouncing and the merged push request is pushed into the push queue.", debounce_time.clone());
         let pushcontext_init = Histogram::new(INIT_BUCKETS);
-        registry.register("pilot_pushcontext_init_seconds", "Total time in seconds Pilot takes to init pushContext.", pushcontext_init.clone());
+        registry.register(
+            "pilot_pushcontext_init_seconds",
+            "Total time in seconds Pilot takes to init pushContext.",
+            pushcontext_init.clone(),
+        );
         let push_triggers = Family::<TypeLabel, Counter>::default();
-        registry.register("pilot_push_triggers", "Total number of times a push was triggered, labeled by reason for the push.", push_triggers.clone());
+        registry.register(
+            "pilot_push_triggers",
+            "Total number of times a push was triggered, labeled by reason for the push.",
+            push_triggers.clone(),
+        );
         let inbound_updates = Family::<TypeLabel, Counter>::default();
-        registry.register("pilot_inbound_updates", "Total number of updates received by pilot.", inbound_updates.clone());
+        registry.register(
+            "pilot_inbound_updates",
+            "Total number of updates received by pilot.",
+            inbound_updates.clone(),
+        );
         let services = Gauge::default();
-        registry.register("pilot_services", "Total services known to pilot.", services.clone());
+        registry.register(
+            "pilot_services",
+            "Total services known to pilot.",
+            services.clone(),
+        );
         let xds_rejects = Family::<TypeLabel, Counter>::default();
-        registry.register("pilot_total_xds_rejects", "Total number of XDS responses from pilot rejected by proxy.", xds_rejects.clone());
+        registry.register(
+            "pilot_total_xds_rejects",
+            "Total number of XDS responses from pilot rejected by proxy.",
+            xds_rejects.clone(),
+        );
         let expired_nonce = Family::<TypeLabel, Counter>::default();
-        registry.register("pilot_xds_expired_nonce", "Total number of XDS requests with an expired nonce.", expired_nonce.clone());
+        registry.register(
+            "pilot_xds_expired_nonce",
+            "Total number of XDS requests with an expired nonce.",
+            expired_nonce.clone(),
+        );
         let internal_errors = Counter::default();
-        registry.register("pilot_total_xds_internal_errors", "Total number of internal XDS errors in pilot.", internal_errors.clone());
+        registry.register(
+            "pilot_total_xds_internal_errors",
+            "Total number of internal XDS errors in pilot.",
+            internal_errors.clone(),
+        );
         let write_timeout = Counter::default();
-        registry.register("pilot_xds_write_timeout", "Pilot XDS response write timeouts.", write_timeout.clone());
+        registry.register(
+            "pilot_xds_write_timeout",
+            "Pilot XDS response write timeouts.",
+            write_timeout.clone(),
+        );
         let virt_services = Gauge::default();
-        registry.register("pilot_virt_services", "Total virtual services known to pilot.", virt_services.clone());
+        registry.register(
+            "pilot_virt_services",
+            "Total virtual services known to pilot.",
+            virt_services.clone(),
+        );
         Metrics {
             registry,
             xds_clients,
@@ -134,19 +197,25 @@ impl Metrics {
     }
 
     fn label(t: &str) -> TypeLabel {
-        TypeLabel { r#type: t.to_string() }
+        TypeLabel {
+            r#type: t.to_string(),
+        }
     }
 
     /// `pilot_xds{version}`: connected clients by Istio version.
     pub fn set_xds_clients(&self, version: &str, count: i64) {
         self.xds_clients
-            .get_or_create(&VersionLabel { version: version.to_string() })
+            .get_or_create(&VersionLabel {
+                version: version.to_string(),
+            })
             .set(count);
     }
 
     /// `pilot_xds_pushes{type}`, type = `cds`, `eds`, `lds`, `rds`, ...
     pub fn inc_xds_push(&self, short_type: &str) {
-        self.xds_pushes.get_or_create(&Self::label(short_type)).inc();
+        self.xds_pushes
+            .get_or_create(&Self::label(short_type))
+            .inc();
     }
 
     /// `pilot_xds_pushes{type=<type>_senderr}`.
@@ -157,7 +226,9 @@ impl Metrics {
     }
 
     pub fn observe_push_time(&self, short_type: &str, seconds: f64) {
-        self.push_time.get_or_create(&Self::label(short_type)).observe(seconds);
+        self.push_time
+            .get_or_create(&Self::label(short_type))
+            .observe(seconds);
     }
 
     pub fn observe_config_size(&self, short_type: &str, bytes: usize) {
@@ -184,7 +255,9 @@ impl Metrics {
 
     /// `pilot_push_triggers{type}`: reason of a push (`endpoint`, `config`, ...).
     pub fn inc_push_trigger(&self, reason: &str, by: u64) {
-        self.push_triggers.get_or_create(&Self::label(reason)).inc_by(by);
+        self.push_triggers
+            .get_or_create(&Self::label(reason))
+            .inc_by(by);
     }
 
     /// `pilot_inbound_updates{type}`: `config`, `eds`, `svc`, `svcdelete`.
@@ -202,11 +275,15 @@ impl Metrics {
 
     /// `pilot_total_xds_rejects{type}`: a proxy NACKed.
     pub fn inc_xds_reject(&self, short_type: &str) {
-        self.xds_rejects.get_or_create(&Self::label(short_type)).inc();
+        self.xds_rejects
+            .get_or_create(&Self::label(short_type))
+            .inc();
     }
 
     pub fn inc_expired_nonce(&self, short_type: &str) {
-        self.expired_nonce.get_or_create(&Self::label(short_type)).inc();
+        self.expired_nonce
+            .get_or_create(&Self::label(short_type))
+            .inc();
     }
 
     pub fn inc_internal_error(&self) {
@@ -256,10 +333,19 @@ mod tests {
         m.set_xds_clients("1.30.0", 2);
         m.observe_config_size("cds", 5000);
         let text = m.encode();
-        assert!(text.contains("pilot_xds_pushes{type=\"cds\"} 1\n"), "{text}");
-        assert!(text.contains("pilot_total_xds_rejects{type=\"lds\"} 1\n"), "{text}");
+        assert!(
+            text.contains("pilot_xds_pushes{type=\"cds\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pilot_total_xds_rejects{type=\"lds\"} 1\n"),
+            "{text}"
+        );
         assert!(text.contains("pilot_xds{version=\"1.30.0\"} 2\n"), "{text}");
-        assert!(text.contains("pilot_xds_config_size_bytes_bucket{le=\"10000.0\",type=\"cds\"} 1"), "{text}");
+        assert!(
+            text.contains("pilot_xds_config_size_bytes_bucket{le=\"10000.0\",type=\"cds\"} 1"),
+            "{text}"
+        );
         assert!(!text.contains("pilot_xds_pushes_total"), "{text}");
     }
 }

@@ -129,7 +129,8 @@ pub async fn run(args: DiscoveryArgs) -> anyhow::Result<()> {
 impl Discovery {
     /// Swaps in a new PushContext and updates the gauges derived from it.
     fn install(&self, ctx: PushContext) -> Arc<PushContext> {
-        self.metrics.observe_pushcontext_init(ctx.init_duration.as_secs_f64());
+        self.metrics
+            .observe_pushcontext_init(ctx.init_duration.as_secs_f64());
         self.metrics.set_services(ctx.all_services().len() as i64);
         self.metrics
             .set_virtual_services(ctx.configs.virtual_services.len() as i64);
@@ -142,7 +143,8 @@ impl Discovery {
     /// reuses the current one (the endpoint index already holds the new endpoints).
     async fn push(&self, mut req: PushRequest) {
         for (reason, count) in &req.reason {
-            self.metrics.inc_push_trigger(reason.as_str(), u64::from(*count));
+            self.metrics
+                .inc_push_trigger(reason.as_str(), u64::from(*count));
         }
         let ctx = if req.full {
             let env = self.env.clone();

@@ -169,7 +169,10 @@ fn connections() -> Vec<ConnectionStatus> {
             (type_url::CLUSTER.to_string(), acked(&[], "c1")),
             (type_url::LISTENER.to_string(), acked(&[], "l1")),
             (type_url::ROUTE.to_string(), acked(&["9080"], "r1")),
-            (type_url::ENDPOINT.to_string(), acked(&[REVIEWS_CLUSTER], "e1")),
+            (
+                type_url::ENDPOINT.to_string(),
+                acked(&[REVIEWS_CLUSTER], "e1"),
+            ),
         ]),
     };
     let mut nacked_lds = acked(&[], "l3");
@@ -346,7 +349,10 @@ async fn adsz_lists_clients_filters_and_pushes() {
         .await
         .json();
     assert_eq!(one["totalClients"], 1);
-    assert_eq!(one["clients"][0]["connectionId"], "reviews-v1-abc.default-1");
+    assert_eq!(
+        one["clients"][0]["connectionId"],
+        "reviews-v1-abc.default-1"
+    );
 
     let missing = get(servers.debug, "/debug/adsz?proxyID=nothere").await;
     assert_eq!(missing.status, 404);
@@ -641,7 +647,11 @@ async fn monitoring_serves_metrics_and_version() {
         metrics.headers["content-type"],
         "text/plain; version=0.0.4; charset=utf-8"
     );
-    assert!(metrics.body.contains("pilot_xds_pushes"), "{}", metrics.body);
+    assert!(
+        metrics.body.contains("pilot_xds_pushes"),
+        "{}",
+        metrics.body
+    );
 
     let version = get(servers.monitoring, "/version").await;
     assert_eq!(version.status, 200);

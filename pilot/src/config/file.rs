@@ -119,10 +119,15 @@ impl FileSource {
         for (path, file) in &self.files {
             let source = self.display(path);
             if let Some(message) = &file.read_error {
+                let suffix = if file.documents.is_empty() {
+                    ""
+                } else {
+                    " (the last good version of this file keeps serving)"
+                };
                 errors.push(SourceError {
                     key: source.clone(),
                     file: source.clone(),
-                    message: format!("{message} (the last good version of this file keeps serving)"),
+                    message: format!("{message}{suffix}"),
                 });
             }
             for (index, doc) in file.documents.iter().enumerate() {
@@ -274,7 +279,7 @@ mod tests {
     fn subset_of(result: &ScanResult) -> Option<String> {
         result.applied.iter().find_map(|(_, o)| match o {
             Object::Istio(crate::model::IstioConfig::VirtualService(vs)) => {
-                vs.spec.http[0].route[0].destination.subset.clone()
+                Some(vs.spec.http[0].route[0].destination.subset.clone())
             }
             _ => None,
         })
@@ -313,7 +318,11 @@ mod tests {
         assert!(r.deleted.is_empty());
         assert_eq!(r.errors.len(), 1);
         assert_eq!(r.errors[0].key, "VirtualService/default/r");
-        assert!(r.errors[0].message.contains("weight"), "{}", r.errors[0].message);
+        assert!(
+            r.errors[0].message.contains("weight"),
+            "{}",
+            r.errors[0].message
+        );
         assert!(r.errors[0].message.contains("last good"));
         // Fixing it applies the new version and clears the error.
         std::fs::write(&file, VS_V2).unwrap();

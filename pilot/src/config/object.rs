@@ -52,8 +52,16 @@ const ISTIO_NETWORKING: [&str; 3] = [
 
 /// Parses one document (already turned from YAML into JSON).
 pub fn parse_document(doc: serde_json::Value, source: &str) -> Result<Parsed, ObjectError> {
-    let api_version = doc.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let kind = doc.get("kind").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let api_version = doc
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let kind = doc
+        .get("kind")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
     if kind.is_empty() {
         return Err(ObjectError {
             key: None,
@@ -69,7 +77,9 @@ pub fn parse_document(doc: serde_json::Value, source: &str) -> Result<Parsed, Ob
         if api_version.starts_with("networking.istio.io/") {
             return Err(ObjectError {
                 key: None,
-                message: format!("apiVersion: {api_version:?} is not served (use networking.istio.io/v1, v1beta1 or v1alpha3)"),
+                message: format!(
+                    "apiVersion: {api_version:?} is not served (use networking.istio.io/v1, v1beta1 or v1alpha3)"
+                ),
             });
         }
         return Ok(Parsed::Ignored);
@@ -85,12 +95,23 @@ pub fn parse_document(doc: serde_json::Value, source: &str) -> Result<Parsed, Ob
         message,
     };
     let object = if is_istio {
-        let spec = doc.get("spec").cloned().unwrap_or(serde_json::Value::Object(Default::default()));
+        let spec = doc
+            .get("spec")
+            .cloned()
+            .unwrap_or(serde_json::Value::Object(Default::default()));
         Object::Istio(match kind.as_str() {
-            "VirtualService" => IstioConfig::VirtualService(typed::<istio::VirtualService>(spec, meta).map_err(fail)?),
-            "DestinationRule" => IstioConfig::DestinationRule(typed::<istio::DestinationRule>(spec, meta).map_err(fail)?),
-            "ServiceEntry" => IstioConfig::ServiceEntry(typed::<istio::ServiceEntry>(spec, meta).map_err(fail)?),
-            "WorkloadEntry" => IstioConfig::WorkloadEntry(typed::<istio::WorkloadEntry>(spec, meta).map_err(fail)?),
+            "VirtualService" => IstioConfig::VirtualService(
+                typed::<istio::VirtualService>(spec, meta).map_err(fail)?,
+            ),
+            "DestinationRule" => IstioConfig::DestinationRule(
+                typed::<istio::DestinationRule>(spec, meta).map_err(fail)?,
+            ),
+            "ServiceEntry" => {
+                IstioConfig::ServiceEntry(typed::<istio::ServiceEntry>(spec, meta).map_err(fail)?)
+            }
+            "WorkloadEntry" => {
+                IstioConfig::WorkloadEntry(typed::<istio::WorkloadEntry>(spec, meta).map_err(fail)?)
+            }
             "Sidecar" => IstioConfig::Sidecar(typed::<istio::Sidecar>(spec, meta).map_err(fail)?),
             _ => return Ok(Parsed::Ignored),
         })
@@ -106,11 +127,11 @@ fn typed<S>(spec: serde_json::Value, meta: ConfigMeta) -> Result<Config<S>, Stri
 where
     S: DeserializeOwned + istio::Validate,
 {
-    let spec: S = istio::parse_spec(spec).map_err(|e| format!("spec.{e}"))?;
+    let spec: S = istio::parse_spec(spec).map_err(|e| e.to_string())?;
     if let Err(errors) = spec.validate() {
         let joined = errors
             .iter()
-            .map(|e| format!("spec.{e}"))
+            .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; ");
         return Err(joined);
@@ -142,8 +163,9 @@ fn parse_meta(doc: &serde_json::Value, source: &str) -> Result<ConfigMeta, Strin
     let string_map = |field: &str| -> Result<_, String> {
         match meta.get(field) {
             None | Some(serde_json::Value::Null) => Ok(Default::default()),
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| format!("metadata.{field}: {e}")),
+            Some(v) => {
+                serde_json::from_value(v.clone()).map_err(|e| format!("metadata.{field}: {e}"))
+            }
         }
     };
     Ok(ConfigMeta {
@@ -184,9 +206,14 @@ mod tests {
             "a.yaml",
         )
         .unwrap();
-        let Parsed::Object(key, obj) = parsed else { panic!("ignored") };
+        let Parsed::Object(key, obj) = parsed else {
+            panic!("ignored")
+        };
         assert_eq!(key.to_string(), "VirtualService/default/reviews");
-        assert!(matches!(*obj, Object::Istio(IstioConfig::VirtualService(_))));
+        assert!(matches!(
+            *obj,
+            Object::Istio(IstioConfig::VirtualService(_))
+        ));
     }
 
     #[test]
@@ -197,7 +224,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.key.unwrap().to_string(), "VirtualService/shop/r");
-        assert!(err.message.contains("spec.http[0].route[0].weight"), "{}", err.message);
+        assert!(
+            err.message.contains("spec.http[0].route[0].weight"),
+            "{}",
+            err.message
+        );
 
         let err = parse_document(
             doc("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec: {hosts: [r], bogus: 1}"),
@@ -210,12 +241,23 @@ mod tests {
     #[test]
     fn other_kinds_are_ignored_and_kube_kinds_parsed() {
         assert!(matches!(
-            parse_document(doc("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}"), "a").unwrap(),
+            parse_document(
+                doc("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}"),
+                "a"
+            )
+            .unwrap(),
             Parsed::Ignored
         ));
-        let parsed = parse_document(doc("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}"), "a").unwrap();
-        assert!(matches!(parsed, Parsed::Object(_, o) if matches!(*o, Object::Kube(KubeObject::Service(_)))));
-        let err = parse_document(doc("apiVersion: v1\nkind: Service\nmetadata: {}"), "a").unwrap_err();
+        let parsed = parse_document(
+            doc("apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}"),
+            "a",
+        )
+        .unwrap();
+        assert!(
+            matches!(parsed, Parsed::Object(_, o) if matches!(*o, Object::Kube(KubeObject::Service(_))))
+        );
+        let err =
+            parse_document(doc("apiVersion: v1\nkind: Service\nmetadata: {}"), "a").unwrap_err();
         assert!(err.message.contains("metadata.name"));
     }
 }

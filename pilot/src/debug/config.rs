@@ -25,7 +25,10 @@ struct GroupVersionKind {
 }
 
 /// `/debug/configz`: every config object as Kubernetes JSON.
-pub(crate) async fn configz(State(source): State<Source>, Query(params): Query<Params>) -> Response {
+pub(crate) async fn configz(
+    State(source): State<Source>,
+    Query(params): Query<Params>,
+) -> Response {
     let configs: Vec<serde_json::Value> =
         source.configs().iter().map(|c| c.to_kube_json()).collect();
     respond::json(&configs, &params)

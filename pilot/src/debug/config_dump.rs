@@ -285,7 +285,10 @@ pub(crate) async fn config_dump(
 }
 
 /// `/debug/edsz?proxyID=`: the config dump restricted to EDS.
-pub(crate) async fn edsz(State(source): State<Source>, Query(mut params): Query<Params>) -> Response {
+pub(crate) async fn edsz(
+    State(source): State<Source>,
+    Query(mut params): Query<Params>,
+) -> Response {
     params.insert("types".to_string(), "eds".to_string());
     dump_response(&source, &params)
 }

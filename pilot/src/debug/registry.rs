@@ -222,7 +222,10 @@ struct LocalityView {
 /// `region/zone/subzone`, without trailing empty parts.
 fn locality_label(l: &Locality) -> String {
     let parts = [&l.region, &l.zone, &l.sub_zone];
-    let used = parts.iter().rposition(|p| !p.is_empty()).map_or(0, |i| i + 1);
+    let used = parts
+        .iter()
+        .rposition(|p| !p.is_empty())
+        .map_or(0, |i| i + 1);
     parts[..used]
         .iter()
         .map(|p| p.as_str())
@@ -279,7 +282,10 @@ pub(crate) fn endpoint_shards(
                     let shards = shards
                         .iter()
                         .map(|(key, eps)| {
-                            let views = eps.iter().map(|ep| endpoint_view(ep, &key.cluster)).collect();
+                            let views = eps
+                                .iter()
+                                .map(|ep| endpoint_view(ep, &key.cluster))
+                                .collect();
                             (key.to_string(), views)
                         })
                         .collect();
@@ -342,7 +348,10 @@ pub(crate) async fn instancesz(
     let mut out: BTreeMap<String, Vec<ServiceTargetView>> = BTreeMap::new();
     for con in respond::sorted_connections(&*source) {
         let targets = push.service_targets(&con.proxy);
-        out.insert(con.proxy.id.clone(), targets.iter().map(target_view).collect());
+        out.insert(
+            con.proxy.id.clone(),
+            targets.iter().map(target_view).collect(),
+        );
     }
     respond::json(&out, &params)
 }

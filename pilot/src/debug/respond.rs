@@ -73,7 +73,10 @@ pub(crate) fn sorted_connections(source: &dyn DebugSource) -> Vec<ConnectionStat
 }
 
 /// The first connection whose ID contains `proxy_id`, as Istio's `getProxyConnection`.
-pub(crate) fn find_connection(source: &dyn DebugSource, proxy_id: &str) -> Option<ConnectionStatus> {
+pub(crate) fn find_connection(
+    source: &dyn DebugSource,
+    proxy_id: &str,
+) -> Option<ConnectionStatus> {
     sorted_connections(source)
         .into_iter()
         .find(|c| c.connection_id.contains(proxy_id))
@@ -81,7 +84,10 @@ pub(crate) fn find_connection(source: &dyn DebugSource, proxy_id: &str) -> Optio
 
 /// The `proxyID` of the query, if given and not empty.
 pub(crate) fn proxy_id(params: &Params) -> Option<&str> {
-    params.get("proxyID").map(String::as_str).filter(|p| !p.is_empty())
+    params
+        .get("proxyID")
+        .map(String::as_str)
+        .filter(|p| !p.is_empty())
 }
 
 /// The connection named by `?proxyID=`, or the 400/404 Istio answers with.

@@ -116,7 +116,9 @@ fn debug_routes() -> Router<Source> {
 
 /// The `:8080` server: `/ready` and the debug handlers.
 pub fn debug_router(source: std::sync::Arc<dyn DebugSource>) -> Router {
-    debug_routes().route("/ready", get(ready)).with_state(source)
+    debug_routes()
+        .route("/ready", get(ready))
+        .with_state(source)
 }
 
 /// The `:15014` monitoring server: `/metrics`, `/version` and the debug handlers.

@@ -74,12 +74,14 @@ impl From<&WatchStatus> for ResourceStatus {
 }
 
 fn nonces(con: &ConnectionStatus, type_url: &str) -> (String, String) {
-    con.watches.get(type_url).map_or_else(Default::default, |w| {
-        (
-            w.nonce_sent.clone().unwrap_or_default(),
-            w.nonce_acked.clone().unwrap_or_default(),
-        )
-    })
+    con.watches
+        .get(type_url)
+        .map_or_else(Default::default, |w| {
+            (
+                w.nonce_sent.clone().unwrap_or_default(),
+                w.nonce_acked.clone().unwrap_or_default(),
+            )
+        })
 }
 
 pub(crate) fn sync_status(con: &ConnectionStatus) -> SyncStatus {

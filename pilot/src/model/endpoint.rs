@@ -200,9 +200,24 @@ mod tests {
     fn update_reports_changes_only() {
         let index = EndpointIndex::new();
         let host: Hostname = "reviews.default.svc.cluster.local".into();
-        assert!(index.update(&host, "default", ShardKey::kubernetes(), vec![ep("10.0.0.1", "v1")]));
-        assert!(!index.update(&host, "default", ShardKey::kubernetes(), vec![ep("10.0.0.1", "v1")]));
-        assert!(index.update(&host, "default", ShardKey::kubernetes(), vec![ep("10.0.0.2", "v1")]));
+        assert!(index.update(
+            &host,
+            "default",
+            ShardKey::kubernetes(),
+            vec![ep("10.0.0.1", "v1")]
+        ));
+        assert!(!index.update(
+            &host,
+            "default",
+            ShardKey::kubernetes(),
+            vec![ep("10.0.0.1", "v1")]
+        ));
+        assert!(index.update(
+            &host,
+            "default",
+            ShardKey::kubernetes(),
+            vec![ep("10.0.0.2", "v1")]
+        ));
         assert_eq!(index.endpoints(&host, "default")[0].len(), 1);
         assert_eq!(index.by_address("10.0.0.2".parse().unwrap()).len(), 1);
         assert!(index.update(&host, "default", ShardKey::kubernetes(), vec![]));

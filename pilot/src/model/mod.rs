@@ -11,7 +11,9 @@ pub mod service;
 pub use config::{Config, ConfigKey, ConfigKind, ConfigMeta, IstioConfig};
 pub use endpoint::{Endpoint, EndpointIndex, HealthStatus, Locality, ShardKey};
 pub use proxy::{NodeType, Proxy, ServiceTarget};
-pub use push_context::{ConfigError, ConfigSnapshot, PushContext, PushContextInput, VirtualServiceView};
+pub use push_context::{
+    ConfigError, ConfigSnapshot, PushContext, PushContextInput, VirtualServiceView,
+};
 pub use push_status::{PushStatus, metric};
 pub use service::{
     Hostname, Protocol, Provider, Resolution, Service, ServicePort, Visibility,

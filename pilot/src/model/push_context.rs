@@ -89,7 +89,8 @@ impl PushContext {
 
         let mut services = input.services;
         services.sort_by(|a, b| {
-            (a.hostname.as_ref(), a.namespace.as_str()).cmp(&(b.hostname.as_ref(), b.namespace.as_str()))
+            (a.hostname.as_ref(), a.namespace.as_str())
+                .cmp(&(b.hostname.as_ref(), b.namespace.as_str()))
         });
         let mut services_by_host: HashMap<Hostname, Vec<Arc<Service>>> = HashMap::new();
         for svc in &services {
@@ -153,7 +154,10 @@ impl PushContext {
     pub fn services_for_proxy(&self, proxy: &Proxy) -> Vec<Arc<Service>> {
         let mut out = Vec::new();
         for svc in &self.services {
-            if !svc.visibility.visible_from(&svc.namespace, &proxy.namespace) {
+            if !svc
+                .visibility
+                .visible_from(&svc.namespace, &proxy.namespace)
+            {
                 continue;
             }
             if let Some(chosen) = self.service_for_host(&svc.hostname, &proxy.namespace)
@@ -300,9 +304,10 @@ impl PushContext {
                 else {
                     continue;
                 };
-                let Some(port) = service.port_by_name(&ep.service_port_name).or_else(|| {
-                    (service.ports.len() == 1).then(|| &service.ports[0])
-                }) else {
+                let Some(port) = service
+                    .port_by_name(&ep.service_port_name)
+                    .or_else(|| (service.ports.len() == 1).then(|| &service.ports[0]))
+                else {
                     continue;
                 };
                 let target = ServiceTarget {
@@ -318,7 +323,8 @@ impl PushContext {
             }
         }
         out.sort_by(|a, b| {
-            (a.target_port, a.service.hostname.as_ref()).cmp(&(b.target_port, b.service.hostname.as_ref()))
+            (a.target_port, a.service.hostname.as_ref())
+                .cmp(&(b.target_port, b.service.hostname.as_ref()))
         });
         out
     }
@@ -384,7 +390,11 @@ mod tests {
             "reviews.default.svc.cluster.local"
         );
         assert_eq!(
-            resolve_short_name("reviews.other.svc.cluster.local", "default", "cluster.local"),
+            resolve_short_name(
+                "reviews.other.svc.cluster.local",
+                "default",
+                "cluster.local"
+            ),
             "reviews.other.svc.cluster.local"
         );
         assert_eq!(

@@ -195,7 +195,7 @@ impl Visibility {
 }
 
 /// Which registry a service or endpoint came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum Provider {
     Kubernetes,
     External,

@@ -60,7 +60,10 @@ pub struct PushRequest {
 }
 
 impl PushRequest {
-    pub fn full(reason: TriggerReason, configs: impl IntoIterator<Item = ConfigKey>) -> PushRequest {
+    pub fn full(
+        reason: TriggerReason,
+        configs: impl IntoIterator<Item = ConfigKey>,
+    ) -> PushRequest {
         PushRequest {
             full: true,
             configs_updated: configs.into_iter().collect(),

@@ -34,7 +34,9 @@ type Key = (String, String);
 
 fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Key> {
     Some((
-        meta.namespace.clone().unwrap_or_else(|| "default".to_string()),
+        meta.namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
         meta.name.clone()?,
     ))
 }
@@ -178,7 +180,10 @@ impl KubeRegistry {
     }
 
     fn endpoints_from_pods(&self, namespace: &str, name: &str, service: &Service) -> Vec<Endpoint> {
-        let Some(kube) = self.services.get(&(namespace.to_string(), name.to_string())) else {
+        let Some(kube) = self
+            .services
+            .get(&(namespace.to_string(), name.to_string()))
+        else {
             return Vec::new();
         };
         let spec = kube.spec.clone().unwrap_or_default();
@@ -194,7 +199,8 @@ impl KubeRegistry {
             let Some(ip) = pod_ip(pod) else { continue };
             let ready = pod_ready(pod);
             for (kube_port, port) in spec.ports.iter().flatten().zip(&service.ports) {
-                let Some(target) = resolve_target_port(kube_port.target_port.as_ref(), port.port, pod)
+                let Some(target) =
+                    resolve_target_port(kube_port.target_port.as_ref(), port.port, pod)
                 else {
                     continue;
                 };
@@ -205,7 +211,11 @@ impl KubeRegistry {
                     labels: labels.clone(),
                     locality: Default::default(),
                     weight: 0,
-                    health: if ready { HealthStatus::Healthy } else { HealthStatus::Unhealthy },
+                    health: if ready {
+                        HealthStatus::Healthy
+                    } else {
+                        HealthStatus::Unhealthy
+                    },
                     service_account: pod
                         .spec
                         .as_ref()
@@ -224,7 +234,9 @@ impl KubeRegistry {
     }
 
     fn slice_owner_change(&self, slice: Option<&EndpointSlice>) -> Vec<RegistryChange> {
-        let Some(slice) = slice else { return Vec::new() };
+        let Some(slice) = slice else {
+            return Vec::new();
+        };
         let Some(service) = slice_service_name(slice) else {
             return Vec::new();
         };
@@ -255,7 +267,11 @@ impl KubeRegistry {
         }
         let labels = pod.metadata.labels.clone().unwrap_or_default();
         for ((ns, name), svc) in &self.services {
-            let selector = svc.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+            let selector = svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.clone())
+                .unwrap_or_default();
             if ns == &key.0
                 && !selector.is_empty()
                 && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
@@ -324,7 +340,10 @@ mod tests {
         let changes = reg.apply(obj("kind: Pod\nmetadata: {name: r1, namespace: default, labels: {app: reviews, version: v1}}\nspec: {containers: [{name: app, ports: [{name: web, containerPort: 8080}]}]}\nstatus: {podIP: 10.1.0.5}"));
         assert_eq!(
             changes,
-            vec![RegistryChange::Endpoints { namespace: "default".into(), name: "reviews".into() }]
+            vec![RegistryChange::Endpoints {
+                namespace: "default".into(),
+                name: "reviews".into()
+            }]
         );
         let eps = reg.endpoints("default", "reviews");
         assert_eq!(eps.len(), 1);

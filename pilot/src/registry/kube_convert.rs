@@ -129,11 +129,7 @@ pub fn convert_endpoint_slice(
     let mut out = Vec::new();
     let ports = slice.ports.clone().unwrap_or_default();
     for ep in &slice.endpoints {
-        let ready = ep
-            .conditions
-            .as_ref()
-            .and_then(|c| c.ready)
-            .unwrap_or(true);
+        let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
         let pod = ep.target_ref.as_ref().and_then(|r| {
             let ns = r.namespace.clone().unwrap_or_else(|| namespace.clone());
             pods.get(&(ns, r.name.clone()?))
@@ -244,23 +240,32 @@ spec:
 
     #[test]
     fn headless_and_external_name() {
-        let s = svc("metadata: {name: db, namespace: x}\nspec: {clusterIP: None, ports: [{port: 5432}]}");
+        let s = svc(
+            "metadata: {name: db, namespace: x}\nspec: {clusterIP: None, ports: [{port: 5432}]}",
+        );
         assert_eq!(s.resolution, Resolution::Passthrough);
-        let s = svc("metadata: {name: ext, namespace: x}\nspec: {type: ExternalName, externalName: example.com}");
+        let s = svc(
+            "metadata: {name: ext, namespace: x}\nspec: {type: ExternalName, externalName: example.com}",
+        );
         assert_eq!(s.resolution, Resolution::Alias);
         assert!(s.mesh_external);
     }
 
     #[test]
     fn export_to_annotation() {
-        let s = svc("metadata: {name: a, namespace: x, annotations: {networking.istio.io/exportTo: '.'}}\nspec: {clusterIP: 10.0.0.1, ports: [{port: 80}]}");
+        let s = svc(
+            "metadata: {name: a, namespace: x, annotations: {networking.istio.io/exportTo: '.'}}\nspec: {clusterIP: 10.0.0.1, ports: [{port: 80}]}",
+        );
         assert_eq!(s.visibility, Visibility::Private);
     }
 
     #[test]
     fn endpoint_slice_with_pod_labels() {
-        let s = svc("metadata: {name: reviews, namespace: default}\nspec: {clusterIP: 10.96.0.12, ports: [{name: http, port: 9080}]}");
-        let slice: EndpointSlice = serde_yaml::from_str(r#"
+        let s = svc(
+            "metadata: {name: reviews, namespace: default}\nspec: {clusterIP: 10.96.0.12, ports: [{name: http, port: 9080}]}",
+        );
+        let slice: EndpointSlice = serde_yaml::from_str(
+            r#"
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {name: reviews-1, namespace: default, labels: {kubernetes.io/service-name: reviews}}
@@ -272,7 +277,9 @@ endpoints:
   targetRef: {kind: Pod, name: reviews-v1, namespace: default}
 - addresses: [10.1.0.8]
   conditions: {ready: false}
-"#).unwrap();
+"#,
+        )
+        .unwrap();
         let pod: Pod = serde_yaml::from_str("metadata: {name: reviews-v1, namespace: default, labels: {app: reviews, version: v1, topology.istio.io/locality: us.east.a}}").unwrap();
         let pods = BTreeMap::from([(("default".to_string(), "reviews-v1".to_string()), pod)]);
         assert_eq!(slice_service_name(&slice), Some("reviews"));

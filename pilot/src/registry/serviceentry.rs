@@ -7,8 +7,8 @@ use std::sync::Arc;
 use strait_proto::istio;
 
 use crate::model::{
-    Config, Endpoint, HealthStatus, Locality, Protocol, Provider, Resolution, Service,
-    ServicePort, Visibility,
+    Config, Endpoint, HealthStatus, Locality, Protocol, Provider, Resolution, Service, ServicePort,
+    Visibility,
 };
 
 /// Services and their endpoints declared by ServiceEntries.

@@ -3,9 +3,12 @@
 
 pub mod ads;
 pub mod cds;
+pub mod cluster;
 pub mod eds;
 pub mod lds;
+pub mod listener;
 pub mod rds;
+pub mod route;
 pub mod status;
 
 use prost::Message;
@@ -17,7 +20,7 @@ use crate::model::{Proxy, PushContext};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resource {
     pub name: String,
-    pub body: prost_types::Any,
+    pub body: strait_proto::xds::any::Any,
 }
 
 impl Resource {

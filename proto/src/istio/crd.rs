@@ -90,7 +90,11 @@ fn flatten_node(mut obj: Map<String, Value>, defs: &Map<String, Value>) -> Map<S
             let Some(Value::Array(branches)) = obj.get(key) else {
                 continue;
             };
-            let rest: Vec<Value> = branches.iter().filter(|b| !is_null_schema(b)).cloned().collect();
+            let rest: Vec<Value> = branches
+                .iter()
+                .filter(|b| !is_null_schema(b))
+                .cloned()
+                .collect();
             if rest.len() == branches.len() {
                 continue;
             }
@@ -145,7 +149,11 @@ pub(crate) fn structural(node: &Value, defs: &Map<String, Value>) -> Value {
         obj.insert("enum".into(), json!([c]));
     }
     if let Some(Value::Array(types)) = obj.get("type") {
-        let kept: Vec<Value> = types.iter().filter(|t| t.as_str() != Some("null")).cloned().collect();
+        let kept: Vec<Value> = types
+            .iter()
+            .filter(|t| t.as_str() != Some("null"))
+            .cloned()
+            .collect();
         match kept.as_slice() {
             [one] => {
                 obj.insert("type".into(), one.clone());
@@ -171,10 +179,17 @@ pub(crate) fn structural(node: &Value, defs: &Map<String, Value>) -> Value {
         }
         _ => {}
     }
-    if obj.get("additionalProperties").is_some_and(Value::is_boolean) {
+    if obj
+        .get("additionalProperties")
+        .is_some_and(Value::is_boolean)
+    {
         obj.remove("additionalProperties");
     }
-    if obj.get("required").and_then(Value::as_array).is_some_and(Vec::is_empty) {
+    if obj
+        .get("required")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+    {
         obj.remove("required");
     }
     let mut out = Map::new();
@@ -194,7 +209,7 @@ pub(crate) fn structural(node: &Value, defs: &Map<String, Value>) -> Value {
             },
             "items" | "additionalProperties" | "not" => structural(&v, defs),
             "oneOf" | "anyOf" | "allOf" => match v {
-                Value::Array(branches) => Value::Array(branches.iter().map(|b| junctor(b, defs)).collect()),
+                Value::Array(branches) => Value::Array(branches.iter().map(junctor).collect()),
                 other => other,
             },
             _ => v,
@@ -208,7 +223,7 @@ pub(crate) fn structural(node: &Value, defs: &Map<String, Value>) -> Value {
 }
 
 /// Branches of `oneOf`/`anyOf`/`allOf`/`not` may only carry value validations.
-fn junctor(node: &Value, defs: &Map<String, Value>) -> Value {
+fn junctor(node: &Value) -> Value {
     let Value::Object(obj) = node else {
         return node.clone();
     };
@@ -219,12 +234,12 @@ fn junctor(node: &Value, defs: &Map<String, Value>) -> Value {
                 out.insert(k.clone(), v.clone());
             }
             "not" => {
-                out.insert(k.clone(), junctor(v, defs));
+                out.insert(k.clone(), junctor(v));
             }
             "oneOf" | "anyOf" | "allOf" => {
                 let branches = v
                     .as_array()
-                    .map(|bs| bs.iter().map(|b| junctor(b, defs)).collect())
+                    .map(|bs| bs.iter().map(junctor).collect())
                     .unwrap_or_default();
                 out.insert(k.clone(), Value::Array(branches));
             }
@@ -256,11 +271,21 @@ fn printer_columns(kind: Kind) -> Vec<Value> {
                 ".spec.gateways",
                 "The gateways and sidecars that apply these routes",
             ),
-            column("Hosts", "string", ".spec.hosts", "The destination hosts of the traffic"),
+            column(
+                "Hosts",
+                "string",
+                ".spec.hosts",
+                "The destination hosts of the traffic",
+            ),
             age(),
         ],
         Kind::DestinationRule => vec![
-            column("Host", "string", ".spec.host", "The service the rule applies to"),
+            column(
+                "Host",
+                "string",
+                ".spec.host",
+                "The service the rule applies to",
+            ),
             age(),
         ],
         Kind::ServiceEntry => vec![
@@ -281,9 +306,29 @@ fn printer_columns(kind: Kind) -> Vec<Value> {
         ],
         Kind::WorkloadEntry => vec![
             age(),
-            column("Address", "string", ".spec.address", "Address of the workload"),
+            column(
+                "Address",
+                "string",
+                ".spec.address",
+                "Address of the workload",
+            ),
         ],
-        Kind::Sidecar => vec![age()],
+        // Istio defines none for Sidecars; kubectl then shows NAME and AGE.
+        Kind::Sidecar => vec![],
+    }
+}
+
+fn strip_descriptions(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            // Inside `properties` a key named "description" is a field, not documentation.
+            if o.get("description").is_some_and(Value::is_string) {
+                o.remove("description");
+            }
+            o.values_mut().for_each(strip_descriptions);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_descriptions),
+        _ => {}
     }
 }
 
@@ -296,17 +341,29 @@ pub fn crd(kind: Kind) -> Value {
             "status": { "type": "object", "x-kubernetes-preserve-unknown-fields": true },
         },
     });
+    // Same validation for every version; only the storage version carries descriptions,
+    // which keeps the largest CRD (DestinationRule) under the 256 KiB that client-side
+    // `kubectl apply` can store in its last-applied annotation.
+    let mut bare = schema.clone();
+    strip_descriptions(&mut bare);
     let versions: Vec<Value> = VERSIONS
         .iter()
         .map(|v| {
-            json!({
+            let storage = *v == STORAGE_VERSION;
+            let mut version = json!({
                 "name": v,
                 "served": true,
-                "storage": *v == STORAGE_VERSION,
-                "schema": { "openAPIV3Schema": schema.clone() },
+                "storage": storage,
+                "schema": { "openAPIV3Schema": if storage { schema.clone() } else { bare.clone() } },
                 "subresources": { "status": {} },
-                "additionalPrinterColumns": printer_columns(kind),
-            })
+            });
+            let columns = printer_columns(kind);
+            if !columns.is_empty()
+                && let Some(o) = version.as_object_mut()
+            {
+                o.insert("additionalPrinterColumns".into(), Value::Array(columns));
+            }
+            version
         })
         .collect();
     let mut names = json!({
@@ -374,9 +431,8 @@ fn to_yaml_value(v: &Value) -> serde_yaml::Value {
 
 /// All CRDs as one multi-document YAML stream (what `charts/base/files/crd-all.gen.yaml` holds).
 pub fn crd_manifests() -> String {
-    let mut out = String::from(
-        "# Generated by `cargo run -p strait-proto --bin gen-crds`. DO NOT EDIT.\n",
-    );
+    let mut out =
+        String::from("# Generated by `cargo run -p strait-proto --bin gen-crds`. DO NOT EDIT.\n");
     for (i, kind) in Kind::ALL.into_iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
@@ -397,7 +453,9 @@ mod tests {
     /// Walks every schema node; junctor branches (`oneOf`/`anyOf`/`allOf`/`not`) are value
     /// validations and may not carry types.
     fn assert_structural(path: &str, node: &Value) {
-        let obj = node.as_object().unwrap_or_else(|| panic!("{path}: not an object"));
+        let obj = node
+            .as_object()
+            .unwrap_or_else(|| panic!("{path}: not an object"));
         assert!(!obj.contains_key("$ref"), "{path}: $ref left");
         assert!(!obj.contains_key("default"), "{path}: default left");
         let typed = obj.get("type").and_then(Value::as_str).is_some();
@@ -406,7 +464,10 @@ mod tests {
         assert!(typed || open, "{path}: no type");
         if obj.contains_key("properties") {
             assert_eq!(obj["type"], "object", "{path}");
-            assert!(!obj.contains_key("additionalProperties"), "{path}: properties + additionalProperties");
+            assert!(
+                !obj.contains_key("additionalProperties"),
+                "{path}: properties + additionalProperties"
+            );
         }
         for (k, v) in obj {
             match k.as_str() {
@@ -450,7 +511,10 @@ mod tests {
                 assert_structural(kind.name(), &v["schema"]["openAPIV3Schema"]);
             }
             let text = serde_json::to_string(&crd).unwrap();
-            assert!(!text.contains("$ref") && !text.contains("\"null\""), "{kind}");
+            assert!(
+                !text.contains("$ref") && !text.contains("\"null\""),
+                "{kind}"
+            );
         }
     }
 
@@ -462,9 +526,15 @@ mod tests {
         assert_eq!(uri["type"], "object");
         assert_eq!(uri["properties"]["exact"]["type"], "string");
         assert_eq!(uri["oneOf"].as_array().map(Vec::len), Some(4));
-        assert_eq!(http["timeout"], json!({"type": "string", "description": "Timeout for HTTP requests, default is disabled."}));
+        assert_eq!(
+            http["timeout"],
+            json!({"type": "string", "description": "Timeout for HTTP requests, default is disabled."})
+        );
         assert_eq!(http["route"]["items"]["required"], json!(["destination"]));
-        assert_eq!(http["route"]["items"]["properties"]["weight"]["format"], "int32");
+        assert_eq!(
+            http["route"]["items"]["properties"]["weight"]["format"],
+            "int32"
+        );
         assert_eq!(
             http["match"]["items"]["properties"]["headers"]["additionalProperties"]["type"],
             "object"
@@ -478,20 +548,44 @@ mod tests {
         assert!(lb["oneOf"].is_array());
         let simple = &lb["properties"]["simple"];
         assert_eq!(simple["type"], "string");
-        assert!(simple["enum"].as_array().unwrap().contains(&json!("ROUND_ROBIN")));
-        assert_eq!(lb["properties"]["consistentHash"]["allOf"].as_array().map(Vec::len), Some(2));
+        assert!(
+            simple["enum"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("ROUND_ROBIN"))
+        );
+        assert_eq!(
+            lb["properties"]["consistentHash"]["allOf"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
 
         let se = spec_schema(Kind::ServiceEntry);
-        assert_eq!(se["properties"]["resolution"]["enum"].as_array().map(Vec::len), Some(5));
-        assert_eq!(se["properties"]["ports"]["items"]["required"], json!(["number", "name"]));
+        assert_eq!(
+            se["properties"]["resolution"]["enum"]
+                .as_array()
+                .map(Vec::len),
+            Some(5)
+        );
+        assert_eq!(
+            se["properties"]["ports"]["items"]["required"],
+            json!(["number", "name"])
+        );
     }
 
     #[test]
     fn crd_metadata() {
         let vs = crd(Kind::VirtualService);
-        assert_eq!(vs["metadata"]["name"], "virtualservices.networking.istio.io");
+        assert_eq!(
+            vs["metadata"]["name"],
+            "virtualservices.networking.istio.io"
+        );
         assert_eq!(vs["spec"]["names"]["shortNames"], json!(["vs"]));
-        assert_eq!(vs["spec"]["names"]["categories"], json!(["istio-io", "networking-istio-io"]));
+        assert_eq!(
+            vs["spec"]["names"]["categories"],
+            json!(["istio-io", "networking-istio-io"])
+        );
         let versions = vs["spec"]["versions"].as_array().unwrap();
         let storage: Vec<&str> = versions
             .iter()
@@ -499,7 +593,11 @@ mod tests {
             .map(|v| v["name"].as_str().unwrap())
             .collect();
         assert_eq!(storage, vec!["v1"]);
-        assert!(versions.iter().all(|v| v["served"] == true && v["subresources"]["status"] == json!({})));
+        assert!(
+            versions
+                .iter()
+                .all(|v| v["served"] == true && v["subresources"]["status"] == json!({}))
+        );
         let cols: Vec<&str> = versions[0]["additionalPrinterColumns"]
             .as_array()
             .unwrap()
@@ -507,7 +605,32 @@ mod tests {
             .map(|c| c["name"].as_str().unwrap())
             .collect();
         assert_eq!(cols, vec!["Gateways", "Hosts", "Age"]);
-        assert!(crd(Kind::Sidecar)["spec"]["names"].get("shortNames").is_none());
+        let sidecar = crd(Kind::Sidecar);
+        assert!(sidecar["spec"]["names"].get("shortNames").is_none());
+        assert!(
+            sidecar["spec"]["versions"][0]
+                .get("additionalPrinterColumns")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn each_crd_fits_a_kubectl_apply_annotation() {
+        for kind in Kind::ALL {
+            let size = serde_json::to_string(&crd(kind)).unwrap().len();
+            assert!(size < 262_144, "{kind}: {size} bytes");
+        }
+        let dr = crd(Kind::DestinationRule);
+        let versions = dr["spec"]["versions"].as_array().unwrap();
+        assert!(
+            versions[0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["description"]
+                .is_string()
+        );
+        assert!(
+            versions[1]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+                .get("description")
+                .is_none()
+        );
     }
 
     #[test]

@@ -136,7 +136,7 @@ pub enum ProxyProtocolVersion {
 pub struct RetryBudget {
     /// Limit on concurrent retries as a percentage of active and pending requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("nullable" = true))]
+    #[schemars(extend("nullable" = true, "minimum" = 0, "maximum" = 100))]
     pub percent: Option<f64>,
     /// The minimum retry concurrency allowed for the retry budget.
     #[serde(default, skip_serializing_if = "is_default")]
@@ -148,7 +148,10 @@ pub struct RetryBudget {
 
 /// Load balancing settings.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(try_from = "LoadBalancerSettingsJson", into = "LoadBalancerSettingsJson")]
+#[serde(
+    try_from = "LoadBalancerSettingsJson",
+    into = "LoadBalancerSettingsJson"
+)]
 pub struct LoadBalancerSettings {
     /// The `lb_policy` oneof: `simple` or `consistentHash`.
     pub policy: Option<LbPolicy>,
@@ -385,7 +388,10 @@ impl TryFrom<ConsistentHashLbJson> for ConsistentHashLb {
                 j.http_query_parameter_name.is_some(),
             ],
         )?;
-        oneof::at_most_one(HASH_ALGORITHMS, &[j.ring_hash.is_some(), j.maglev.is_some()])?;
+        oneof::at_most_one(
+            HASH_ALGORITHMS,
+            &[j.ring_hash.is_some(), j.maglev.is_some()],
+        )?;
         let hash_key = if let Some(h) = j.http_header_name {
             Some(HashKey::HttpHeaderName(h))
         } else if let Some(c) = j.http_cookie {
@@ -393,7 +399,8 @@ impl TryFrom<ConsistentHashLbJson> for ConsistentHashLb {
         } else if let Some(b) = j.use_source_ip {
             Some(HashKey::UseSourceIp(b))
         } else {
-            j.http_query_parameter_name.map(HashKey::HttpQueryParameterName)
+            j.http_query_parameter_name
+                .map(HashKey::HttpQueryParameterName)
         };
         let hash_algorithm = match (j.ring_hash, j.maglev) {
             (Some(r), _) => Some(HashAlgorithm::RingHash(r)),
@@ -438,11 +445,11 @@ pub struct WarmupConfiguration {
     pub duration: Duration,
     /// Minimum initial traffic percentage (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("nullable" = true))]
+    #[schemars(extend("nullable" = true, "minimum" = 0, "maximum" = 100))]
     pub minimum_percent: Option<f64>,
     /// Speed of traffic increase over the warmup duration (default 1.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("nullable" = true))]
+    #[schemars(extend("nullable" = true, "minimum" = 0))]
     pub aggression: Option<f64>,
 }
 

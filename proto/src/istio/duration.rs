@@ -81,8 +81,10 @@ impl Duration {
         if negative && total != 0 {
             return Err(fail("negative durations are not allowed"));
         }
-        let secs = u64::try_from(total / 1_000_000_000).map_err(|_| fail("duration out of range"))?;
-        let nanos = u32::try_from(total % 1_000_000_000).map_err(|_| fail("duration out of range"))?;
+        let secs =
+            u64::try_from(total / 1_000_000_000).map_err(|_| fail("duration out of range"))?;
+        let nanos =
+            u32::try_from(total % 1_000_000_000).map_err(|_| fail("duration out of range"))?;
         Ok(Duration(std::time::Duration::new(secs, nanos)))
     }
 }
@@ -166,9 +168,9 @@ impl fmt::Display for Duration {
         let nanos = self.0.subsec_nanos();
         if nanos == 0 {
             write!(f, "{secs}s")
-        } else if nanos % 1_000_000 == 0 {
+        } else if nanos.is_multiple_of(1_000_000) {
             write!(f, "{secs}.{:03}s", nanos / 1_000_000)
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             write!(f, "{secs}.{:06}s", nanos / 1_000)
         } else {
             write!(f, "{secs}.{nanos:09}s")
@@ -234,12 +236,20 @@ mod tests {
         assert_eq!(Duration::parse("0").unwrap(), Duration::ZERO);
         assert_eq!(Duration::parse("0s").unwrap(), Duration::ZERO);
         assert_eq!(Duration::parse("+3s").unwrap(), ms(3_000));
-        assert_eq!(Duration::parse("1.000000001s").unwrap().as_std().subsec_nanos(), 1);
+        assert_eq!(
+            Duration::parse("1.000000001s")
+                .unwrap()
+                .as_std()
+                .subsec_nanos(),
+            1
+        );
     }
 
     #[test]
     fn rejects_bad_input() {
-        for bad in ["", "10", "1x", "s", "-1s", ".s", "1..5s", "1s2", "abc", "1e3s"] {
+        for bad in [
+            "", "10", "1x", "s", "-1s", ".s", "1..5s", "1s2", "abc", "1e3s",
+        ] {
             assert!(Duration::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         assert!(Duration::parse("9999999999999999h").is_err());
@@ -260,7 +270,10 @@ mod tests {
     fn serde_round_trip_and_type_errors() {
         let d: Duration = serde_json::from_value(serde_json::json!("100ms")).unwrap();
         assert_eq!(d, ms(100));
-        assert_eq!(serde_json::to_value(d).unwrap(), serde_json::json!("0.100s"));
+        assert_eq!(
+            serde_json::to_value(d).unwrap(),
+            serde_json::json!("0.100s")
+        );
         let err = serde_json::from_value::<Duration>(serde_json::json!(5)).unwrap_err();
         assert!(err.to_string().contains("duration string"), "{err}");
         let err = serde_json::from_value::<Duration>(serde_json::json!("5")).unwrap_err();

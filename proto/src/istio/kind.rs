@@ -104,7 +104,9 @@ impl Kind {
     /// Looks a kind up by plural, singular or short name (as kubectl does).
     pub fn from_resource(resource: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| {
-            k.plural() == resource || k.singular() == resource || k.short_names().contains(&resource)
+            k.plural() == resource
+                || k.singular() == resource
+                || k.short_names().contains(&resource)
         })
     }
 
@@ -119,11 +121,11 @@ impl Kind {
     /// Decodes a spec of this kind.
     pub fn parse_spec(self, value: Value) -> Result<Spec, SpecError> {
         Ok(match self {
-            Kind::VirtualService => Spec::VirtualService(parse_spec(value)?),
-            Kind::DestinationRule => Spec::DestinationRule(parse_spec(value)?),
-            Kind::ServiceEntry => Spec::ServiceEntry(parse_spec(value)?),
-            Kind::WorkloadEntry => Spec::WorkloadEntry(parse_spec(value)?),
-            Kind::Sidecar => Spec::Sidecar(parse_spec(value)?),
+            Kind::VirtualService => Spec::VirtualService(Box::new(parse_spec(value)?)),
+            Kind::DestinationRule => Spec::DestinationRule(Box::new(parse_spec(value)?)),
+            Kind::ServiceEntry => Spec::ServiceEntry(Box::new(parse_spec(value)?)),
+            Kind::WorkloadEntry => Spec::WorkloadEntry(Box::new(parse_spec(value)?)),
+            Kind::Sidecar => Spec::Sidecar(Box::new(parse_spec(value)?)),
         })
     }
 }
@@ -137,11 +139,11 @@ impl fmt::Display for Kind {
 /// A decoded spec of any kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Spec {
-    VirtualService(VirtualService),
-    DestinationRule(DestinationRule),
-    ServiceEntry(ServiceEntry),
-    WorkloadEntry(WorkloadEntry),
-    Sidecar(Sidecar),
+    VirtualService(Box<VirtualService>),
+    DestinationRule(Box<DestinationRule>),
+    ServiceEntry(Box<ServiceEntry>),
+    WorkloadEntry(Box<WorkloadEntry>),
+    Sidecar(Box<Sidecar>),
 }
 
 impl Spec {
@@ -174,7 +176,10 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(Kind::VirtualService.crd_name(), "virtualservices.networking.istio.io");
+        assert_eq!(
+            Kind::VirtualService.crd_name(),
+            "virtualservices.networking.istio.io"
+        );
         assert_eq!(Kind::ServiceEntry.list_kind(), "ServiceEntryList");
         assert_eq!(Kind::from_resource("dr"), Some(Kind::DestinationRule));
         assert_eq!(Kind::from_resource("we"), Some(Kind::WorkloadEntry));

@@ -12,10 +12,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Duration;
 use super::destination_rule::{LocalityLoadBalancerSetting, TcpKeepalive};
 use super::parse::{SpecError, parse_at};
 use super::virtual_service::HttpRetry;
-use super::Duration;
 
 /// Mesh-wide settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,7 +107,7 @@ pub enum MeshOutboundMode {
     /// Unknown destinations are passed through (Istio's default).
     #[default]
     AllowAny,
-    /// Unknown HTTP hosts go through a dynamic forward proxy (Istio 1.31+).
+    /// Unknown HTTP hosts go through a dynamic forward proxy (mesh-wide only).
     AllowAnyDynamicDns,
 }
 
@@ -125,7 +125,8 @@ pub struct ProxyConfig {
     pub proxy_admin_port: i32,
     /// Agent status port (default 15020).
     pub status_port: i32,
-    /// Worker threads; 0 means one per core (default 2).
+    /// Worker threads; 0 means one per core. Unset (Istio's default) lets the agent decide
+    /// from the CPU limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<i32>,
     /// Extra environment/metadata for the proxy.
@@ -160,7 +161,7 @@ impl Default for ProxyConfig {
             termination_drain_duration: Duration::from_secs(5),
             proxy_admin_port: 15000,
             status_port: 15020,
-            concurrency: Some(2),
+            concurrency: None,
             proxy_metadata: BTreeMap::new(),
             hold_application_until_proxy_starts: false,
             interception_mode: InterceptionMode::Redirect,
@@ -288,12 +289,18 @@ extensionProviders:
         assert_eq!(m.access_log_file, "/dev/stdout");
         assert_eq!(m.trust_domain, "example.org");
         assert_eq!(m.connect_timeout, Duration::from_millis(250));
-        assert_eq!(m.outbound_traffic_policy.mode, MeshOutboundMode::RegistryOnly);
+        assert_eq!(
+            m.outbound_traffic_policy.mode,
+            MeshOutboundMode::RegistryOnly
+        );
         assert!(m.default_config.hold_application_until_proxy_starts);
         // Unset proxy fields keep their defaults: defaultConfig is merged, not replaced.
         assert_eq!(m.default_config.drain_duration.as_std().as_secs(), 45);
         assert_eq!(
-            m.default_config.proxy_metadata.get("ISTIO_META_DNS_CAPTURE").map(String::as_str),
+            m.default_config
+                .proxy_metadata
+                .get("ISTIO_META_DNS_CAPTURE")
+                .map(String::as_str),
             Some("true")
         );
         assert_eq!(

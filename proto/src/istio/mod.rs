@@ -52,8 +52,10 @@ pub use sidecar::{
     CaptureMode, IstioEgressListener, IstioIngressListener, OutboundTrafficMode,
     OutboundTrafficPolicy, Sidecar, SidecarPort,
 };
-pub use tls::{ClientTlsMode, ClientTlsSettings, ServerTlsMode, ServerTlsSettings, TlsCertificate, TlsProtocol};
-pub use validate::FieldError;
+pub use tls::{
+    ClientTlsMode, ClientTlsSettings, ServerTlsMode, ServerTlsSettings, TlsCertificate, TlsProtocol,
+};
+pub use validate::{FieldError, Validate};
 pub use virtual_service::{
     Abort, AbortError, CorsPolicy, Delay, DelayKind, Delegate, HttpBody, HttpDirectResponse,
     HttpFaultInjection, HttpMatchRequest, HttpMirrorPolicy, HttpRedirect, HttpRetry, HttpRewrite,

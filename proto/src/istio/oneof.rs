@@ -65,7 +65,10 @@ mod tests {
         assert!(at_most_one(&["a", "b"], &[false, false]).is_ok());
         assert!(at_most_one(&["a", "b"], &[true, false]).is_ok());
         let err = at_most_one(&["a", "b", "c"], &[true, false, true]).unwrap_err();
-        assert_eq!(err, "only one of `a`, `b`, `c` may be set, found `a` and `c`");
+        assert_eq!(
+            err,
+            "only one of `a`, `b`, `c` may be set, found `a` and `c`"
+        );
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct ServerTlsSettings {
     /// Name of the secret that holds the TLS certs including the CA certificates.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub credential_name: String,
+    /// Name of the secret holding only the CA certificate for client verification.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca_cert_credential_name: String,
     /// Names of secrets holding several server certificates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credential_names: Vec<String>,
@@ -144,12 +147,16 @@ pub enum TlsProtocol {
     #[default]
     #[serde(rename = "TLS_AUTO")]
     TlsAuto,
+    /// TLS 1.0.
     #[serde(rename = "TLSV1_0")]
     TlsV1_0,
+    /// TLS 1.1.
     #[serde(rename = "TLSV1_1")]
     TlsV1_1,
+    /// TLS 1.2.
     #[serde(rename = "TLSV1_2")]
     TlsV1_2,
+    /// TLS 1.3.
     #[serde(rename = "TLSV1_3")]
     TlsV1_3,
 }

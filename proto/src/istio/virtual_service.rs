@@ -389,7 +389,7 @@ struct HttpBodyJson {
     string: Option<String>,
     /// Response body as base64 encoded bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "binary"))]
+    #[schemars(extend("format" = "byte"))]
     bytes: Option<String>,
 }
 
@@ -400,7 +400,10 @@ fn body_oneof(s: &mut Schema) {
 impl TryFrom<HttpBodyJson> for HttpBody {
     type Error = String;
     fn try_from(j: HttpBodyJson) -> Result<Self, String> {
-        oneof::at_most_one(&["string", "bytes"], &[j.string.is_some(), j.bytes.is_some()])?;
+        oneof::at_most_one(
+            &["string", "bytes"],
+            &[j.string.is_some(), j.bytes.is_some()],
+        )?;
         match (j.string, j.bytes) {
             (Some(s), _) => Ok(HttpBody::String(s)),
             (_, Some(b)) => base64::decode(&b)

@@ -73,7 +73,9 @@ impl Protocol for Sotw {
         resources: Vec<Resource>,
         scope: &Scope,
     ) -> Option<(DiscoveryResponse, Sent)> {
-        Some(sotw::build(watch, type_url, version, nonce, resources, scope))
+        Some(sotw::build(
+            watch, type_url, version, nonce, resources, scope,
+        ))
     }
 }
 
@@ -283,7 +285,7 @@ struct Connection<P: Protocol> {
     /// The context of the last push; requests are answered from it so a proxy never
     /// gets a mix of two versions from one stream.
     last_push: Arc<PushContext>,
-    _protocol: std::marker::PhantomData<P>,
+    _protocol: std::marker::PhantomData<fn() -> P>,
 }
 
 impl<P: Protocol> Connection<P> {
@@ -344,7 +346,9 @@ impl<P: Protocol> Connection<P> {
                 );
             }
             Decision::Stale => {
-                self.shared.metrics.inc_expired_nonce(metric_type(&type_url));
+                self.shared
+                    .metrics
+                    .inc_expired_nonce(metric_type(&type_url));
                 debug!("ADS:{stype}: REQ {id} expired nonce");
             }
             Decision::Ack => debug!("ADS:{stype}: ACK {id}"),
@@ -371,8 +375,11 @@ impl<P: Protocol> Connection<P> {
         let hosts: BTreeSet<&str> = req.updated_endpoint_hosts().collect();
         let types = push_order(self.handle.state.lock().watches.keys());
         let mut pushed = 0;
+        let mut changed_clusters = BTreeSet::new();
         for type_url in types {
-            let scope = if req.full {
+            let scope = if req.full && type_url == type_url::ENDPOINT {
+                Scope::all(req.forced).with_refresh(std::mem::take(&mut changed_clusters))
+            } else if req.full {
                 Scope::all(req.forced)
             } else if type_url == type_url::ENDPOINT {
                 let names = self.endpoints_of(&hosts);
@@ -383,8 +390,12 @@ impl<P: Protocol> Connection<P> {
             } else {
                 continue;
             };
-            if self.respond(&type_url, &push, scope).await? {
-                pushed += 1;
+            let Some(sent) = self.respond(&type_url, &push, scope).await? else {
+                continue;
+            };
+            pushed += 1;
+            if type_url == type_url::CLUSTER {
+                changed_clusters = sent.versions.into_iter().map(|(name, _)| name).collect();
             }
         }
         if pushed > 0 {
@@ -424,21 +435,21 @@ impl<P: Protocol> Connection<P> {
         self.handle.state.lock().proxy = Arc::new(proxy);
     }
 
-    /// Generates and sends one type; whether a response went out.
+    /// Generates and sends one type; what went out, if anything.
     async fn respond(
         &mut self,
         type_url: &str,
         push: &Arc<PushContext>,
         scope: Scope,
-    ) -> Result<bool, ConnectionError> {
+    ) -> Result<Option<Sent>, ConnectionError> {
         if !is_generated(type_url) {
-            return Ok(false);
+            return Ok(None);
         }
         let started = Instant::now();
         let (proxy, names) = {
             let state = self.handle.state.lock();
             let Some(watch) = state.watches.get(type_url) else {
-                return Ok(false);
+                return Ok(None);
             };
             let names: Vec<String> = match &scope.names {
                 Some(names) => names.iter().cloned().collect(),
@@ -459,18 +470,25 @@ impl<P: Protocol> Connection<P> {
                     self.handle.id,
                     panic_message(panic.as_ref())
                 );
-                return Ok(false);
+                return Ok(None);
             }
         };
         let built = {
             let state = self.handle.state.lock();
             let Some(watch) = state.watches.get(type_url) else {
-                return Ok(false);
+                return Ok(None);
             };
-            P::build(watch, type_url, &push.version, nonce(&push.version), resources, &scope)
+            P::build(
+                watch,
+                type_url,
+                &push.version,
+                nonce(&push.version),
+                resources,
+                &scope,
+            )
         };
         let Some((response, sent)) = built else {
-            return Ok(false);
+            return Ok(None);
         };
         self.send(type_url, response).await?;
         if let Some(watch) = self.handle.state.lock().watches.get_mut(type_url) {
@@ -490,7 +508,7 @@ impl<P: Protocol> Connection<P> {
             sent.bytes,
             sent.version
         );
-        Ok(true)
+        Ok(Some(sent))
     }
 
     /// Hands a response to the stream. A proxy that stops reading must not hold its
@@ -505,7 +523,11 @@ impl<P: Protocol> Connection<P> {
                 Ok(sent) => sent,
                 Err(_) => {
                     self.shared.metrics.inc_write_timeout();
-                    info!("Timeout writing {}: {}", self.handle.id, short_type(type_url));
+                    info!(
+                        "Timeout writing {}: {}",
+                        self.handle.id,
+                        short_type(type_url)
+                    );
                     return Err(ConnectionError::WriteTimeout(
                         short_type(type_url).to_string(),
                     ));

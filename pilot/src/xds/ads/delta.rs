@@ -134,7 +134,8 @@ pub fn build(
         }
         let resource_version = resource_version(type_url, &body.value);
         present.insert(name.clone());
-        if !scope.forced && watch.sent.get(&name) == Some(&resource_version) {
+        let unchanged = watch.sent.get(&name) == Some(&resource_version);
+        if unchanged && !scope.forced && !scope.refresh.contains(&name) {
             continue;
         }
         bytes += body.value.len();
@@ -274,8 +275,14 @@ mod tests {
             ("gone".to_string(), "x".to_string()),
         ]);
         assert_eq!(decide(&mut w, &r), Decision::Respond(Scope::all(true)));
-        let resp = push(&mut w, type_url::CLUSTER, vec![cluster("a", 1)], &Scope::all(true), "n1")
-            .unwrap();
+        let resp = push(
+            &mut w,
+            type_url::CLUSTER,
+            vec![cluster("a", 1)],
+            &Scope::all(true),
+            "n1",
+        )
+        .unwrap();
         assert_eq!(resource_names(&resp), vec!["a"]);
         assert_eq!(resp.removed_resources, vec!["gone".to_string()]);
     }
@@ -286,8 +293,14 @@ mod tests {
         let d = decide(&mut w, &req(type_url::ENDPOINT, &["a", "missing"], &[], ""));
         assert_eq!(d, Decision::Respond(Scope::all(true)));
         assert!(!w[type_url::ENDPOINT].wildcard);
-        let resp = push(&mut w, type_url::ENDPOINT, vec![cluster("a", 1)], &Scope::all(true), "n1")
-            .unwrap();
+        let resp = push(
+            &mut w,
+            type_url::ENDPOINT,
+            vec![cluster("a", 1)],
+            &Scope::all(true),
+            "n1",
+        )
+        .unwrap();
         assert_eq!(resource_names(&resp), vec!["a"]);
         assert_eq!(resp.removed_resources, vec!["missing".to_string()]);
     }
@@ -296,7 +309,13 @@ mod tests {
     fn ack_nack_and_stale() {
         let mut w = Watches::new();
         decide(&mut w, &req(type_url::CLUSTER, &[], &[], ""));
-        push(&mut w, type_url::CLUSTER, vec![cluster("a", 1)], &Scope::all(true), "n1");
+        push(
+            &mut w,
+            type_url::CLUSTER,
+            vec![cluster("a", 1)],
+            &Scope::all(true),
+            "n1",
+        );
 
         let mut nack = req(type_url::CLUSTER, &[], &[], "n1");
         nack.error_detail = Some(Status {
@@ -304,13 +323,22 @@ mod tests {
             message: "rejected".into(),
             details: vec![],
         });
-        assert!(matches!(decide(&mut w, &nack), Decision::Nack { code: 13, .. }));
+        assert!(matches!(
+            decide(&mut w, &nack),
+            Decision::Nack { code: 13, .. }
+        ));
         assert_eq!(w[type_url::CLUSTER].last_error.as_deref(), Some("rejected"));
 
-        assert_eq!(decide(&mut w, &req(type_url::CLUSTER, &[], &[], "old")), Decision::Stale);
+        assert_eq!(
+            decide(&mut w, &req(type_url::CLUSTER, &[], &[], "old")),
+            Decision::Stale
+        );
         assert_eq!(w[type_url::CLUSTER].nonce_acked, None);
 
-        assert_eq!(decide(&mut w, &req(type_url::CLUSTER, &[], &[], "n1")), Decision::Ack);
+        assert_eq!(
+            decide(&mut w, &req(type_url::CLUSTER, &[], &[], "n1")),
+            Decision::Ack
+        );
         let watch = &w[type_url::CLUSTER];
         assert_eq!(watch.nonce_acked.as_deref(), Some("n1"));
         assert_eq!(watch.version_acked.as_deref(), Some("v1"));
@@ -321,7 +349,13 @@ mod tests {
     fn subscribe_responds_for_added_names_and_unsubscribe_forgets() {
         let mut w = Watches::new();
         decide(&mut w, &req(type_url::ENDPOINT, &["a"], &[], ""));
-        push(&mut w, type_url::ENDPOINT, vec![cluster("a", 1)], &Scope::all(true), "n1");
+        push(
+            &mut w,
+            type_url::ENDPOINT,
+            vec![cluster("a", 1)],
+            &Scope::all(true),
+            "n1",
+        );
 
         let d = decide(&mut w, &req(type_url::ENDPOINT, &["b", "a"], &[], ""));
         assert_eq!(d, Decision::Respond(Scope::names(names(&["b"]), true)));
@@ -341,7 +375,10 @@ mod tests {
         assert_eq!(d, Decision::Unsubscribe);
         let watch = &w[type_url::ENDPOINT];
         assert_eq!(watch.names, names(&["b"]));
-        assert!(!watch.sent.contains_key("a"), "unsubscribed names are forgotten");
+        assert!(
+            !watch.sent.contains_key("a"),
+            "unsubscribed names are forgotten"
+        );
     }
 
     #[test]
@@ -392,6 +429,29 @@ mod tests {
     }
 
     #[test]
+    fn refresh_resends_unchanged_names() {
+        let mut w = Watches::new();
+        decide(&mut w, &req(type_url::ENDPOINT, &["a", "b"], &[], ""));
+        push(
+            &mut w,
+            type_url::ENDPOINT,
+            vec![cluster("a", 1), cluster("b", 1)],
+            &Scope::all(true),
+            "n1",
+        );
+        let scope = Scope::all(false).with_refresh(names(&["b"]));
+        let resp = push(
+            &mut w,
+            type_url::ENDPOINT,
+            vec![cluster("a", 1), cluster("b", 1)],
+            &scope,
+            "n2",
+        )
+        .unwrap();
+        assert_eq!(resource_names(&resp), vec!["b"]);
+    }
+
+    #[test]
     fn named_push_removes_names_the_generator_dropped() {
         let mut w = Watches::new();
         decide(&mut w, &req(type_url::ENDPOINT, &["a", "b"], &[], ""));
@@ -414,8 +474,14 @@ mod tests {
         assert_eq!(resp.removed_resources, vec!["b".to_string()]);
         // Already told: not repeated on the next push.
         assert!(
-            push(&mut w, type_url::ENDPOINT, vec![cluster("a", 1)], &Scope::all(false), "n3")
-                .is_none()
+            push(
+                &mut w,
+                type_url::ENDPOINT,
+                vec![cluster("a", 1)],
+                &Scope::all(false),
+                "n3"
+            )
+            .is_none()
         );
     }
 
@@ -445,12 +511,21 @@ mod tests {
     fn new_cds_watch_forces_next_eds_response() {
         let mut w = Watches::new();
         decide(&mut w, &req(type_url::ENDPOINT, &["a"], &[], ""));
-        push(&mut w, type_url::ENDPOINT, vec![cluster("a", 1)], &Scope::all(true), "e1");
+        push(
+            &mut w,
+            type_url::ENDPOINT,
+            vec![cluster("a", 1)],
+            &Scope::all(true),
+            "e1",
+        );
         decide(&mut w, &req(type_url::CLUSTER, &[], &[], ""));
         assert_eq!(
             decide(&mut w, &req(type_url::ENDPOINT, &[], &[], "e1")),
             Decision::Respond(Scope::all(true))
         );
-        assert_eq!(decide(&mut w, &req(type_url::ENDPOINT, &[], &[], "e1")), Decision::Ack);
+        assert_eq!(
+            decide(&mut w, &req(type_url::ENDPOINT, &[], &[], "e1")),
+            Decision::Ack
+        );
     }
 }

@@ -11,7 +11,11 @@ pub fn proxy_from_node(node: Option<&Node>) -> Result<Proxy, Status> {
     let Some(node) = node.filter(|n| !n.id.is_empty()) else {
         return Err(Status::invalid_argument("missing node information"));
     };
-    let metadata = node.metadata.as_ref().map(struct_to_json).unwrap_or_default();
+    let metadata = node
+        .metadata
+        .as_ref()
+        .map(struct_to_json)
+        .unwrap_or_default();
     let locality = node
         .locality
         .as_ref()
@@ -127,6 +131,10 @@ mod tests {
         };
         let err = proxy_from_node(Some(&bad)).unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
-        assert!(err.message().contains("expected 4 parts"), "{}", err.message());
+        assert!(
+            err.message().contains("expected 4 parts"),
+            "{}",
+            err.message()
+        );
     }
 }

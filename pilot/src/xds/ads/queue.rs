@@ -216,7 +216,10 @@ mod tests {
         q.enqueue("a", eds("z.default.svc.cluster.local"));
         assert_eq!(q.pending(), 0, "not queued twice while processing");
         let waiting = tokio::time::timeout(Duration::from_millis(50), q.dequeue()).await;
-        assert!(waiting.is_err(), "nothing to dequeue until the push is done");
+        assert!(
+            waiting.is_err(),
+            "nothing to dequeue until the push is done"
+        );
         q.mark_done(&"a");
         let second = next(&q).await;
         assert_eq!(second.key, "a");

@@ -237,6 +237,9 @@ impl XdsServer {
     }
 }
 
+/// The response half of an ADS stream.
+pub type ResponseStream<R> = ReceiverStream<Result<R, Status>>;
+
 /// The tonic service behind [`XdsServer::service`].
 pub struct AdsService {
     shared: Arc<Shared>,
@@ -246,7 +249,7 @@ impl AdsService {
     fn start<P: Protocol>(
         &self,
         request: Request<Streaming<P::Request>>,
-    ) -> Result<Response<ReceiverStream<Result<P::Response, Status>>>, Status> {
+    ) -> Result<Response<ResponseStream<P::Response>>, Status> {
         if !self.shared.ready.load(Ordering::Acquire) {
             return Err(Status::unavailable(
                 "server is not ready to serve discovery information",
@@ -272,8 +275,8 @@ impl AdsService {
 
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
 
     async fn stream_aggregated_resources(
         &self,

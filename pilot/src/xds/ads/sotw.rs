@@ -47,7 +47,8 @@ pub fn decide(watches: &mut Watches, req: &DiscoveryRequest) -> Decision {
     watch.nonce_acked = Some(req.response_nonce.clone());
     watch.version_acked = Some(req.version_info.clone());
     let renewed = Watch::new(type_url, req.resource_names.iter().cloned());
-    let added = renewed.names.difference(&watch.names).count() > 0 || (renewed.wildcard && !watch.wildcard);
+    let added =
+        renewed.names.difference(&watch.names).count() > 0 || (renewed.wildcard && !watch.wildcard);
     let changed = added || renewed.names != watch.names || renewed.wildcard != watch.wildcard;
     watch.names = renewed.names;
     watch.wildcard = renewed.wildcard;

@@ -87,6 +87,9 @@ pub struct Scope {
     /// Send every resource in scope even if the client already has that version, and
     /// respond even when there is nothing to send (the client is waiting for an answer).
     pub forced: bool,
+    /// Delta: names to send even if unchanged. A cluster updated by CDS warms until it
+    /// gets its endpoints, so a push resends EDS for the clusters it just changed.
+    pub refresh: BTreeSet<String>,
 }
 
 impl Scope {
@@ -94,6 +97,7 @@ impl Scope {
         Scope {
             names: None,
             forced,
+            refresh: BTreeSet::new(),
         }
     }
 
@@ -101,7 +105,13 @@ impl Scope {
         Scope {
             names: Some(names),
             forced,
+            refresh: BTreeSet::new(),
         }
+    }
+
+    pub fn with_refresh(mut self, refresh: BTreeSet<String>) -> Scope {
+        self.refresh = refresh;
+        self
     }
 
     /// Whether a resource belongs in the response.

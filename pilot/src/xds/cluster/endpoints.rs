@@ -4,15 +4,19 @@
 
 use std::collections::BTreeMap;
 
-use strait_proto::envoy::config::core::v3::{HealthStatus as EnvoyHealth, Locality as EnvoyLocality};
+use strait_proto::envoy::config::core::v3::{
+    HealthStatus as EnvoyHealth, Locality as EnvoyLocality,
+};
 use strait_proto::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use strait_proto::envoy::config::endpoint::v3::{
     Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
 };
 
+use strait_proto::istio::{ClientTlsMode, DestinationRule};
+
 use super::locality::EndpointLabels;
-use super::{address, ip_address, metadata, uint32};
-use crate::model::{Endpoint, HealthStatus, Locality, PushContext, Service, ServicePort};
+use super::{address, ip_address, merge, metadata, uint32};
+use crate::model::{Config, Endpoint, HealthStatus, Locality, PushContext, Service, ServicePort};
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -54,6 +58,47 @@ pub fn any_with_labels(push: &PushContext, svc: &Service, labels: &Labels) -> bo
         .any(|ep| ep.matches_labels(labels))
 }
 
+/// Whether endpoints may advertise `tlsMode: istio`: not when the DestinationRule sets
+/// another TLS mode for the subset and port (Istio's mTLS checker; PeerAuthentication is
+/// not modelled yet).
+pub fn mtls_allowed(rule: Option<&DestinationRule>, subset: &str, port: u16) -> bool {
+    let Some(rule) = rule else {
+        return true;
+    };
+    let policy = merge::subset_policy(rule, subset, port);
+    match policy.and_then(|p| p.tls) {
+        Some(tls) => tls.mode == ClientTlsMode::IstioMutual,
+        None => true,
+    }
+}
+
+/// The push-status message for a cluster without endpoints. For a subset with labels
+/// it names the DestinationRule field, where the mistake usually is.
+pub fn no_instances_message(
+    rule: Option<&Config<DestinationRule>>,
+    subset: &str,
+    svc: &Service,
+    port: u16,
+) -> String {
+    let with_labels = rule.and_then(|r| {
+        let index = r.spec.subsets.iter().position(|s| s.name == subset)?;
+        let labels = &r.spec.subsets[index].labels;
+        (!labels.is_empty()).then_some((r, index, labels))
+    });
+    let Some((rule, index, labels)) = with_labels else {
+        return format!("no ready endpoint of {}:{port}", svc.hostname);
+    };
+    let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "{}: DestinationRule {}/{}: spec.subsets[{index}].labels {{{}}} of subset {subset:?} select no ready endpoint of {}:{port}",
+        rule.meta.source,
+        rule.meta.namespace,
+        rule.meta.name,
+        selector.join(", "),
+        svc.hostname,
+    )
+}
+
 /// Registries name the service port an endpoint serves; endpoints without a name count
 /// for a single-port service.
 fn serves_port(ep: &Endpoint, svc: &Service, port: &ServicePort) -> bool {
@@ -63,7 +108,10 @@ fn serves_port(ep: &Endpoint, svc: &Service, port: &ServicePort) -> bool {
 /// Istio's locality label (`region/zone/subzone`), which orders the groups.
 pub fn locality_label(l: &Locality) -> String {
     let parts = [l.region.as_str(), l.zone.as_str(), l.sub_zone.as_str()];
-    let used = parts.iter().rposition(|p| !p.is_empty()).map_or(0, |i| i + 1);
+    let used = parts
+        .iter()
+        .rposition(|p| !p.is_empty())
+        .map_or(0, |i| i + 1);
     parts[..used].join("/")
 }
 

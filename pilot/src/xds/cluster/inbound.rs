@@ -48,18 +48,21 @@ fn cluster(proxy: &Proxy, push: &PushContext, port: u16, targets: &[&ServiceTarg
     draft.cluster.cleanup_interval = Some(duration(NO_CLEANUP));
     if !primary.service.mesh_external {
         let mut seen: Vec<&str> = Vec::new();
-        let services = targets.iter().filter(|t| t.port.port == primary.port.port).filter_map(|t| {
-            let host = t.service.hostname.as_ref();
-            (!seen.contains(&host)).then(|| {
-                seen.push(host);
-                t.service.as_ref()
-            })
-        });
+        let services = targets
+            .iter()
+            .filter(|t| t.port.port == primary.port.port)
+            .filter_map(|t| {
+                let host = t.service.hostname.as_ref();
+                (!seen.contains(&host)).then(|| {
+                    seen.push(host);
+                    t.service.as_ref()
+                })
+            });
         metadata::set_services(&mut draft.cluster.metadata, services);
     }
     let rule = push.destination_rule(proxy, &primary.service);
-    let policy = rule
-        .and_then(|r| merge::for_port(r.spec.traffic_policy.as_ref(), primary.port.port).0);
+    let policy =
+        rule.and_then(|r| merge::for_port(r.spec.traffic_policy.as_ref(), primary.port.port).0);
     if let Some(r) = rule.filter(|r| r.spec.traffic_policy.is_some()) {
         metadata::set_destination_rule(&mut draft.cluster.metadata, &r.meta);
     }

@@ -246,7 +246,9 @@ mod tests {
             let c = run(Some(&settings(IstioLbPolicy::Simple(simple))));
             assert_eq!(c.lb_policy, want as i32, "{simple:?}");
         }
-        let c = run(Some(&settings(IstioLbPolicy::Simple(SimpleLb::Passthrough))));
+        let c = run(Some(&settings(IstioLbPolicy::Simple(
+            SimpleLb::Passthrough,
+        ))));
         assert_eq!(c.lb_policy, LbPolicy::ClusterProvided as i32);
         assert_eq!(discovery_type(&c), Some(DiscoveryType::OriginalDst));
     }

@@ -75,7 +75,9 @@ pub fn matches(region: &str, zone: &str, sub_zone: &str, rule: &str) -> bool {
     let part = |rule: &str, have: &str, empty_matches: bool| {
         rule == "*" || (empty_matches && rule.is_empty()) || rule == have
     };
-    part(rule_region, region, false) && part(rule_zone, zone, true) && part(rule_sub_zone, sub_zone, true)
+    part(rule_region, region, false)
+        && part(rule_zone, zone, true)
+        && part(rule_sub_zone, sub_zone, true)
 }
 
 fn ep_matches(ep: &LocalityLbEndpoints, rule: &str) -> bool {
@@ -86,7 +88,11 @@ fn ep_matches(ep: &LocalityLbEndpoints, rule: &str) -> bool {
 /// The first `distribute` entry whose `from` covers the proxy decides: each `to` entry's
 /// weight is split over the localities it covers in proportion to their own weight, and
 /// localities no entry covers lose their endpoints.
-fn apply_weights(cla: &mut ClusterLoadAssignment, proxy: &Locality, distribute: &[LocalityDistribute]) {
+fn apply_weights(
+    cla: &mut ClusterLoadAssignment,
+    proxy: &Locality,
+    distribute: &[LocalityDistribute],
+) {
     let Some(rule) = distribute
         .iter()
         .find(|d| matches(&proxy.region, &proxy.zone, &proxy.sub_zone, &d.from))
@@ -107,7 +113,8 @@ fn apply_weights(cla: &mut ClusterLoadAssignment, proxy: &Locality, distribute: 
         for (i, w) in original {
             let share = (w * u64::from(*weight)).div_ceil(total.max(1));
             if share > 0 {
-                cla.endpoints[i].load_balancing_weight = uint32(u32::try_from(share).unwrap_or(u32::MAX));
+                cla.endpoints[i].load_balancing_weight =
+                    uint32(u32::try_from(share).unwrap_or(u32::MAX));
             }
         }
     }
@@ -118,7 +125,11 @@ fn apply_weights(cla: &mut ClusterLoadAssignment, proxy: &Locality, distribute: 
 
 /// Priorities by closeness to the proxy; `failover` sends a region's traffic to one
 /// other region before the rest (priority 4 for regions that are not the target).
-fn apply_failover(cla: &mut ClusterLoadAssignment, proxy: &Locality, failover: &[LocalityFailover]) {
+fn apply_failover(
+    cla: &mut ClusterLoadAssignment,
+    proxy: &Locality,
+    failover: &[LocalityFailover],
+) {
     for ep in &mut cla.endpoints {
         let mut p = priority(proxy, ep.locality.as_ref());
         if p == 3
@@ -227,7 +238,11 @@ mod tests {
     #[test]
     fn failover_orders_by_closeness() {
         let mut cla = ClusterLoadAssignment {
-            endpoints: vec![group("r2", "z9", 1), group("r1", "z2", 1), group("r1", "z1", 1)],
+            endpoints: vec![
+                group("r2", "z9", 1),
+                group("r1", "z2", 1),
+                group("r1", "z1", 1),
+            ],
             ..Default::default()
         };
         apply(
@@ -246,14 +261,23 @@ mod tests {
             endpoints: vec![group("r2", "z9", 1), group("r1", "z1", 1)],
             ..Default::default()
         };
-        apply(&mut cla, &proxy(), &LocalityLoadBalancerSetting::default(), false);
+        apply(
+            &mut cla,
+            &proxy(),
+            &LocalityLoadBalancerSetting::default(),
+            false,
+        );
         assert!(cla.endpoints.iter().all(|e| e.priority == 0));
     }
 
     #[test]
     fn explicit_failover_region() {
         let mut cla = ClusterLoadAssignment {
-            endpoints: vec![group("r3", "a", 1), group("r2", "a", 1), group("r1", "z1", 1)],
+            endpoints: vec![
+                group("r3", "a", 1),
+                group("r2", "a", 1),
+                group("r1", "z1", 1),
+            ],
             ..Default::default()
         };
         let setting = LocalityLoadBalancerSetting {
@@ -271,7 +295,11 @@ mod tests {
     #[test]
     fn distribute_rewrites_weights() {
         let mut cla = ClusterLoadAssignment {
-            endpoints: vec![group("r1", "z1", 2), group("r1", "z2", 2), group("r2", "z1", 5)],
+            endpoints: vec![
+                group("r1", "z1", 2),
+                group("r1", "z2", 2),
+                group("r2", "z1", 5),
+            ],
             ..Default::default()
         };
         let setting = LocalityLoadBalancerSetting {

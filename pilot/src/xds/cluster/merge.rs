@@ -41,7 +41,11 @@ pub fn subset<'a>(rule: &'a DestinationRule, name: &str) -> Option<&'a Subset> {
 
 /// The policy a subset cluster of `rule` gets for `port` (the top-level one when the
 /// subset is unknown).
-pub fn subset_policy(rule: &DestinationRule, subset_name: &str, port: u16) -> Option<TrafficPolicy> {
+pub fn subset_policy(
+    rule: &DestinationRule,
+    subset_name: &str,
+    port: u16,
+) -> Option<TrafficPolicy> {
     let own = subset(rule, subset_name).and_then(|s| s.traffic_policy.as_ref());
     for_subset(rule.traffic_policy.as_ref(), own, port)
 }
@@ -73,7 +77,11 @@ fn shallow(policy: &TrafficPolicy) -> TrafficPolicy {
 
 /// A port-level subset entry replaces the four per-port parts even where it leaves them
 /// unset, as Istio's `mergeTrafficPolicy` does.
-fn override_with(mut merged: TrafficPolicy, subset: TrafficPolicy, port_level: bool) -> TrafficPolicy {
+fn override_with(
+    mut merged: TrafficPolicy,
+    subset: TrafficPolicy,
+    port_level: bool,
+) -> TrafficPolicy {
     if subset.connection_pool.is_some() || port_level {
         merged.connection_pool = subset.connection_pool;
     }

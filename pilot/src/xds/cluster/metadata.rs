@@ -49,7 +49,10 @@ pub fn istio_fields(metadata: &mut Option<Metadata>) -> &mut HashMap<String, Val
 }
 
 /// `services: [{host, name, namespace}]`.
-pub fn set_services<'a>(metadata: &mut Option<Metadata>, services: impl IntoIterator<Item = &'a Service>) {
+pub fn set_services<'a>(
+    metadata: &mut Option<Metadata>,
+    services: impl IntoIterator<Item = &'a Service>,
+) {
     let values = services.into_iter().map(service_value).collect();
     istio_fields(metadata).insert(
         "services".to_string(),
@@ -109,15 +112,16 @@ fn build_endpoint(
     namespace: &str,
 ) -> Metadata {
     let mut metadata = Some(Metadata::default());
-    if !tls_mode.is_empty() && tls_mode != "disabled" {
-        if let Some(m) = metadata.as_mut() {
-            m.filter_metadata.insert(
-                TRANSPORT_SOCKET_MATCH.to_string(),
-                Struct {
-                    fields: HashMap::from([("tlsMode".to_string(), string(tls_mode))]),
-                },
-            );
-        }
+    if !tls_mode.is_empty()
+        && tls_mode != "disabled"
+        && let Some(m) = metadata.as_mut()
+    {
+        m.filter_metadata.insert(
+            TRANSPORT_SOCKET_MATCH.to_string(),
+            Struct {
+                fields: HashMap::from([("tlsMode".to_string(), string(tls_mode))]),
+            },
+        );
     }
     let (name, revision) = canonical_service(labels, workload);
     // "latest" is the default revision; Istio leaves it out to keep config small.
@@ -129,11 +133,11 @@ fn build_endpoint(
 
 /// Istio's canonical service name and revision, from the canonical labels or the usual
 /// app/version labels.
-pub fn canonical_service<'a>(labels: &'a BTreeMap<String, String>, workload: &'a str) -> (&'a str, &'a str) {
-    let first = |keys: &[&str]| {
-        keys.iter()
-            .find_map(|k| labels.get(*k).map(String::as_str))
-    };
+pub fn canonical_service<'a>(
+    labels: &'a BTreeMap<String, String>,
+    workload: &'a str,
+) -> (&'a str, &'a str) {
+    let first = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k).map(String::as_str));
     let name = first(&[
         "service.istio.io/canonical-name",
         "app.kubernetes.io/name",
@@ -161,7 +165,10 @@ mod tests {
             address: IpAddr::from([10, 0, 0, 1]),
             endpoint_port: 9080,
             service_port_name: "http".into(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             locality: Locality::default(),
             weight: 0,
             health: HealthStatus::Healthy,
@@ -173,7 +180,12 @@ mod tests {
     }
 
     fn field<'a>(m: &'a Metadata, filter: &str, key: &str) -> Option<&'a Kind> {
-        m.filter_metadata.get(filter)?.fields.get(key)?.kind.as_ref()
+        m.filter_metadata
+            .get(filter)?
+            .fields
+            .get(key)?
+            .kind
+            .as_ref()
     }
 
     #[test]
@@ -181,7 +193,9 @@ mod tests {
         let m = endpoint(&ep(&[("app", "reviews"), ("version", "v1")], "istio"), true);
         assert_eq!(
             field(&m, ISTIO, "workload"),
-            Some(&Kind::StringValue("reviews-v1;default;reviews;v1;Kubernetes".into()))
+            Some(&Kind::StringValue(
+                "reviews-v1;default;reviews;v1;Kubernetes".into()
+            ))
         );
         assert_eq!(
             field(&m, TRANSPORT_SOCKET_MATCH, "tlsMode"),
@@ -191,7 +205,9 @@ mod tests {
         assert!(field(&m, TRANSPORT_SOCKET_MATCH, "tlsMode").is_none());
         assert_eq!(
             field(&m, ISTIO, "workload"),
-            Some(&Kind::StringValue("reviews-v1;default;reviews-v1;;Kubernetes".into()))
+            Some(&Kind::StringValue(
+                "reviews-v1;default;reviews-v1;;Kubernetes".into()
+            ))
         );
     }
 }

@@ -3,6 +3,8 @@
 //! generators share. Shapes follow what Istio 1.30's istiod sends a sidecar.
 
 pub mod endpoints;
+#[cfg(test)]
+pub mod fixture;
 pub mod inbound;
 pub mod lb;
 pub mod locality;
@@ -26,7 +28,8 @@ use strait_proto::google::protobuf::{Duration, UInt32Value};
 use strait_proto::xds::any;
 
 /// Key of the upstream HTTP options in `typed_extension_protocol_options`.
-pub const HTTP_PROTOCOL_OPTIONS_KEY: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+pub const HTTP_PROTOCOL_OPTIONS_KEY: &str =
+    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 /// A cluster under construction, with its upstream HTTP options kept apart until the
 /// end (Istio's `clusterWrapper`): several policy steps edit them, and they are packed
@@ -48,7 +51,12 @@ impl ClusterDraft {
     /// What every service cluster starts from (Istio's `buildCluster`): an empty
     /// `common_lb_config` for the policy steps to fill, the `;`-terminated stat name, and
     /// the upstream protocol of the port.
-    pub fn base(name: &str, kind: DiscoveryType, protocol: crate::model::Protocol, sidecar: bool) -> ClusterDraft {
+    pub fn base(
+        name: &str,
+        kind: DiscoveryType,
+        protocol: crate::model::Protocol,
+        sidecar: bool,
+    ) -> ClusterDraft {
         let mut cluster = Cluster {
             name: name.to_string(),
             common_lb_config: Some(Default::default()),

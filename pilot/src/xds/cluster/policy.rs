@@ -162,12 +162,13 @@ fn apply_tcp_keepalive(
     rule: Option<&TcpKeepalive>,
 ) {
     for keepalive in [mesh, rule].into_iter().flatten() {
-        let options = cluster
-            .upstream_connection_options
-            .get_or_insert_with(|| UpstreamConnectionOptions {
-                tcp_keepalive: Some(EnvoyTcpKeepalive::default()),
-                ..Default::default()
-            });
+        let options =
+            cluster
+                .upstream_connection_options
+                .get_or_insert_with(|| UpstreamConnectionOptions {
+                    tcp_keepalive: Some(EnvoyTcpKeepalive::default()),
+                    ..Default::default()
+                });
         let envoy = options
             .tcp_keepalive
             .get_or_insert_with(EnvoyTcpKeepalive::default);
@@ -247,7 +248,12 @@ mod tests {
     #[test]
     fn defaults_are_unlimited_with_mesh_timeout() {
         let mut d = draft();
-        apply_connection_pool(&mut d, &MeshConfig::default(), &ConnectionPoolSettings::default(), None);
+        apply_connection_pool(
+            &mut d,
+            &MeshConfig::default(),
+            &ConnectionPoolSettings::default(),
+            None,
+        );
         let t = &d.cluster.circuit_breakers.as_ref().unwrap().thresholds[0];
         assert_eq!(t.max_connections.as_ref().unwrap().value, u32::MAX);
         assert_eq!(t.max_pending_requests.as_ref().unwrap().value, u32::MAX);
@@ -291,7 +297,11 @@ mod tests {
         assert_eq!(t.max_connections.as_ref().unwrap().value, 100);
         assert_eq!(t.max_pending_requests.as_ref().unwrap().value, 10);
         assert_eq!(t.max_requests.as_ref().unwrap().value, 20);
-        assert_eq!(t.max_retries.as_ref().unwrap().value, u32::MAX, "0 means unset");
+        assert_eq!(
+            t.max_retries.as_ref().unwrap().value,
+            u32::MAX,
+            "0 means unset"
+        );
         let rb = t.retry_budget.as_ref().unwrap();
         assert_eq!(rb.budget_percent.as_ref().unwrap().value, 0.2);
         assert_eq!(rb.min_retry_concurrency.as_ref().unwrap().value, 3);
@@ -315,7 +325,10 @@ mod tests {
             .common_http_protocol_options
             .as_ref()
             .unwrap();
-        assert_eq!(common.max_requests_per_connection.as_ref().unwrap().value, 1);
+        assert_eq!(
+            common.max_requests_per_connection.as_ref().unwrap().value,
+            1
+        );
     }
 
     #[test]
@@ -337,13 +350,24 @@ mod tests {
         assert_eq!(o.consecutive_5xx.as_ref().unwrap().value, 0);
         assert_eq!(o.enforcing_consecutive_5xx.as_ref().unwrap().value, 0);
         assert_eq!(o.consecutive_gateway_failure.as_ref().unwrap().value, 5);
-        assert_eq!(o.enforcing_consecutive_gateway_failure.as_ref().unwrap().value, 100);
+        assert_eq!(
+            o.enforcing_consecutive_gateway_failure
+                .as_ref()
+                .unwrap()
+                .value,
+            100
+        );
         assert_eq!(o.enforcing_success_rate.as_ref().unwrap().value, 0);
         assert_eq!(o.interval.as_ref().unwrap().seconds, 10);
         assert_eq!(o.base_ejection_time.as_ref().unwrap().seconds, 30);
         assert_eq!(o.max_ejection_percent.as_ref().unwrap().value, 50);
         assert!(o.enforcing_local_origin_success_rate.is_none());
-        let panic = c.common_lb_config.as_ref().unwrap().healthy_panic_threshold.as_ref();
+        let panic = c
+            .common_lb_config
+            .as_ref()
+            .unwrap()
+            .healthy_panic_threshold
+            .as_ref();
         assert_eq!(panic.unwrap().value, 0.0);
     }
 }

@@ -115,10 +115,15 @@ pub fn http2_options_mut(draft: &mut ClusterDraft) -> Option<&mut Http2ProtocolO
 
 pub fn is_http2(draft: &ClusterDraft) -> bool {
     matches!(
-        draft.http.as_ref().and_then(|h| h.upstream_protocol_options.as_ref()),
-        Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
-            protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(_)),
-        }))
+        draft
+            .http
+            .as_ref()
+            .and_then(|h| h.upstream_protocol_options.as_ref()),
+        Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(_)),
+            }
+        ))
     )
 }
 
@@ -186,7 +191,10 @@ mod tests {
         assert!(d.http.is_none());
         let mut d = draft();
         set_for_port(&mut d, Protocol::Unsupported, false);
-        assert!(d.http.is_none(), "gateways never use the downstream protocol");
+        assert!(
+            d.http.is_none(),
+            "gateways never use the downstream protocol"
+        );
     }
 
     #[test]
@@ -234,7 +242,6 @@ mod tests {
             http2_options_mut(&mut d)
                 .unwrap()
                 .max_concurrent_streams
-                .clone()
                 .unwrap()
                 .value,
             100

@@ -11,8 +11,8 @@ use strait_proto::istio::{ConnectionPoolSettings, MeshConfig};
 use strait_proto::xds::any;
 
 use super::{
-    ClusterDraft, HTTP_PROTOCOL_OPTIONS_KEY, alt_stat_name, mesh_connect_timeout, policy,
-    protocol, set_discovery_type, socket_address,
+    ClusterDraft, HTTP_PROTOCOL_OPTIONS_KEY, alt_stat_name, mesh_connect_timeout, policy, protocol,
+    set_discovery_type, socket_address,
 };
 
 pub const BLACK_HOLE: &str = "BlackHoleCluster";
@@ -87,7 +87,11 @@ pub fn inbound_bind(proxy_ips: &[IpAddr]) -> BindConfig {
     let v6_only = !proxy_ips.is_empty() && proxy_ips.iter().all(IpAddr::is_ipv6);
     BindConfig {
         source_address: Some(socket_address(
-            if v6_only { INBOUND_BIND_V6 } else { INBOUND_BIND_V4 },
+            if v6_only {
+                INBOUND_BIND_V6
+            } else {
+                INBOUND_BIND_V4
+            },
             0,
         )),
         ..Default::default()
@@ -123,7 +127,11 @@ mod tests {
             Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(_))
         ));
         assert_eq!(
-            opts.common_http_protocol_options.unwrap().idle_timeout.unwrap().seconds,
+            opts.common_http_protocol_options
+                .unwrap()
+                .idle_timeout
+                .unwrap()
+                .seconds,
             300
         );
     }
@@ -136,7 +144,11 @@ mod tests {
         let bind = c.upstream_bind_config.unwrap();
         assert_eq!(bind.source_address.unwrap().address, INBOUND_BIND_V4);
         assert_eq!(
-            bind.extra_source_addresses[0].address.as_ref().unwrap().address,
+            bind.extra_source_addresses[0]
+                .address
+                .as_ref()
+                .unwrap()
+                .address,
             INBOUND_BIND_V6
         );
         let black = black_hole(&MeshConfig::default());

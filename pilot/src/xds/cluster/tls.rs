@@ -22,9 +22,7 @@ use strait_proto::envoy::extensions::transport_sockets::tls::v3::{
 };
 use strait_proto::envoy::r#type::matcher::v3::StringMatcher;
 use strait_proto::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
-use strait_proto::istio::{
-    ClientTlsMode, ClientTlsSettings, ProxyProtocol, ProxyProtocolVersion,
-};
+use strait_proto::istio::{ClientTlsMode, ClientTlsSettings, ProxyProtocol, ProxyProtocolVersion};
 use strait_proto::xds::any;
 
 use super::{ClusterDraft, metadata, protocol};
@@ -119,7 +117,10 @@ fn tls_params() -> TlsParameters {
 }
 
 /// Skipping verification leaves an empty validation context, as Istio does.
-fn validation_context(settings: &ClientTlsSettings, sans: &[String]) -> CertificateValidationContext {
+fn validation_context(
+    settings: &ClientTlsSettings,
+    sans: &[String],
+) -> CertificateValidationContext {
     if settings.insecure_skip_verify == Some(true) {
         return CertificateValidationContext::default();
     }
@@ -189,14 +190,16 @@ pub fn apply_proxy_protocol(cluster: &mut Cluster, proxy_protocol: Option<&Proxy
     };
     let wrap = |inner: TransportSocket| TransportSocket {
         name: PROXY_PROTOCOL_SOCKET.to_string(),
-        config_type: Some(ConfigType::TypedConfig(any::pack(&ProxyProtocolUpstreamTransport {
-            config: Some(ProxyProtocolConfig {
-                version: version as i32,
+        config_type: Some(ConfigType::TypedConfig(any::pack(
+            &ProxyProtocolUpstreamTransport {
+                config: Some(ProxyProtocolConfig {
+                    version: version as i32,
+                    ..Default::default()
+                }),
+                transport_socket: Some(inner),
                 ..Default::default()
-            }),
-            transport_socket: Some(inner),
-            ..Default::default()
-        }))),
+            },
+        ))),
     };
     if cluster.transport_socket_matches.is_empty() {
         let inner = cluster.transport_socket.take().unwrap_or_else(raw_buffer);
@@ -240,7 +243,8 @@ mod tests {
         apply(&mut d, Some(&settings), &input());
         let ctx = context(&d.cluster);
         let common = ctx.common_tls_context.unwrap();
-        let Some(ValidationContextType::ValidationContext(v)) = common.validation_context_type else {
+        let Some(ValidationContextType::ValidationContext(v)) = common.validation_context_type
+        else {
             panic!("no validation context");
         };
         assert_eq!(

@@ -181,7 +181,10 @@ mod tests {
         let m = a.to_filter_chain_match().unwrap();
         assert_eq!(m.prefix_ranges[0].address_prefix, "10.1.2.3");
         assert_eq!(m.prefix_ranges[0].prefix_len, Some(wkt::u32_value(8)));
-        assert_eq!(parse_cidr("fd00::1"), Some(("fd00::1".parse().unwrap(), 128)));
+        assert_eq!(
+            parse_cidr("fd00::1"),
+            Some(("fd00::1".parse().unwrap(), 128))
+        );
         assert_eq!(parse_cidr("1.2.3.4/33"), None);
     }
 
@@ -190,7 +193,10 @@ mod tests {
         let mut a = ChainOpts::network(Vec::new());
         a.sni_hosts = vec!["b.com".into(), "a.com".into()];
         a.transport_protocol = "tls".into();
-        assert_eq!(a.to_filter_chain_match().unwrap().server_names, ["a.com", "b.com"]);
+        assert_eq!(
+            a.to_filter_chain_match().unwrap().server_names,
+            ["a.com", "b.com"]
+        );
         a.sni_hosts.push("*".into());
         assert!(a.to_filter_chain_match().unwrap().server_names.is_empty());
     }

@@ -34,7 +34,7 @@ pub enum RouteSource {
     /// RDS over ADS, by route configuration name.
     Rds(String),
     /// A route configuration carried inside the listener (inbound chains).
-    Inline(RouteConfiguration),
+    Inline(Box<RouteConfiguration>),
 }
 
 /// What differs between the HCMs of one proxy.
@@ -95,7 +95,7 @@ fn route_specifier(route: RouteSource) -> RouteSpecifier {
             config_source: Some(ads_config_source()),
             route_config_name: name,
         }),
-        RouteSource::Inline(config) => RouteSpecifier::RouteConfig(config),
+        RouteSource::Inline(config) => RouteSpecifier::RouteConfig(*config),
     }
 }
 
@@ -209,7 +209,7 @@ mod tests {
         let hcm = build_hcm(
             HcmOptions {
                 stat_prefix: "inbound_0.0.0.0_9080;".into(),
-                route: RouteSource::Inline(RouteConfiguration::default()),
+                route: RouteSource::Inline(Box::default()),
                 inbound: true,
                 http2: true,
             },

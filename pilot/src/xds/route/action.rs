@@ -39,6 +39,8 @@ pub fn destination_cluster(
 }
 
 /// Builds the action and folds single-destination header changes into `route`.
+// Istio still sets the deprecated max_grpc_timeout: its replacement regressed.
+#[allow(deprecated)]
 pub fn route_action(
     ctx: &RouteContext<'_>,
     http: &HttpRoute,
@@ -58,7 +60,10 @@ pub fn route_action(
     if let Some(rewrite) = &http.rewrite {
         if let Some(regex) = &rewrite.uri_regex_rewrite {
             action.regex_rewrite = Some(RegexMatchAndSubstitute {
-                pattern: Some(regex_matcher(&regex.pattern).map_err(|e| format!("rewrite.uriRegexRewrite: {e}"))?),
+                pattern: Some(
+                    regex_matcher(&regex.pattern)
+                        .map_err(|e| format!("rewrite.uriRegexRewrite: {e}"))?,
+                ),
                 substitution: regex.rewrite.clone(),
             });
         } else if !rewrite.uri.is_empty() {
@@ -97,12 +102,17 @@ fn apply_destinations(
             if let Some(headers) = &only.headers {
                 let ops = translate_headers(headers);
                 route.request_headers_to_add.extend(ops.request_to_add);
-                route.request_headers_to_remove.extend(ops.request_to_remove);
+                route
+                    .request_headers_to_remove
+                    .extend(ops.request_to_remove);
                 route.response_headers_to_add.extend(ops.response_to_add);
-                route.response_headers_to_remove.extend(ops.response_to_remove);
+                route
+                    .response_headers_to_remove
+                    .extend(ops.response_to_remove);
                 // A route-level rewrite wins over a destination's, as in Istio.
                 if let (Some(a), None) = (ops.authority, &action.host_rewrite_specifier) {
-                    action.host_rewrite_specifier = Some(HostRewriteSpecifier::HostRewriteLiteral(a));
+                    action.host_rewrite_specifier =
+                        Some(HostRewriteSpecifier::HostRewriteLiteral(a));
                 }
             }
             let hashed = target.hash_policy(ctx, &only.destination);
@@ -120,7 +130,9 @@ fn apply_destinations(
                     continue;
                 }
                 let target = ctx.target(&dest.destination);
-                action.hash_policy.extend(target.hash_policy(ctx, &dest.destination));
+                action
+                    .hash_policy
+                    .extend(target.hash_policy(ctx, &dest.destination));
                 clusters.push(cluster_weight(target.cluster, weight, dest));
             }
             if clusters.is_empty() {
@@ -207,11 +219,17 @@ fn mirror_policies(ctx: &RouteContext<'_>, http: &HttpRoute) -> Vec<RequestMirro
 
 /// `mirrorPercentage` wins over the deprecated `mirrorPercent`; unset means 100 %.
 fn legacy_mirror_fraction(http: &HttpRoute) -> Option<RuntimeFractionalPercent> {
-    mirror_fraction(http.mirror_percentage.as_ref(), http.deprecated_mirror_percent())
+    mirror_fraction(
+        http.mirror_percentage.as_ref(),
+        http.deprecated_mirror_percent(),
+    )
 }
 
 /// An explicit 0 % turns mirroring off.
-fn mirror_fraction(percentage: Option<&Percent>, percent: Option<u32>) -> Option<RuntimeFractionalPercent> {
+fn mirror_fraction(
+    percentage: Option<&Percent>,
+    percent: Option<u32>,
+) -> Option<RuntimeFractionalPercent> {
     let value = match (percentage, percent) {
         (Some(p), _) if p.value > 0.0 => percent_per_million(p),
         (Some(_), _) => return None,
@@ -267,7 +285,14 @@ mod tests {
 
     #[test]
     fn mirror_fractions() {
-        assert_eq!(mirror_fraction(None, None).unwrap().default_value.unwrap().numerator, 100);
+        assert_eq!(
+            mirror_fraction(None, None)
+                .unwrap()
+                .default_value
+                .unwrap()
+                .numerator,
+            100
+        );
         assert!(mirror_fraction(Some(&Percent { value: 0.0 }), None).is_none());
         assert!(mirror_fraction(None, Some(0)).is_none());
         let half = mirror_fraction(Some(&Percent { value: 50.0 }), Some(10)).unwrap();

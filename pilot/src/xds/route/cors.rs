@@ -75,8 +75,14 @@ mod tests {
         assert_eq!(out.allow_methods, "GET,POST");
         assert_eq!(out.max_age, "86400");
         assert_eq!(out.allow_credentials, Some(wkt::bool_value(true)));
-        assert_eq!(out.forward_not_matching_preflights, Some(wkt::bool_value(true)));
-        assert_eq!(out.filter_enabled.unwrap().default_value.unwrap().numerator, 100);
+        assert_eq!(
+            out.forward_not_matching_preflights,
+            Some(wkt::bool_value(true))
+        );
+        assert_eq!(
+            out.filter_enabled.unwrap().default_value.unwrap().numerator,
+            100
+        );
     }
 
     #[test]
@@ -91,6 +97,9 @@ mod tests {
             out.allow_origin_string_match[0].match_pattern,
             Some(MatchPattern::Exact("*".into()))
         );
-        assert_eq!(out.forward_not_matching_preflights, Some(wkt::bool_value(false)));
+        assert_eq!(
+            out.forward_not_matching_preflights,
+            Some(wkt::bool_value(false))
+        );
     }
 }

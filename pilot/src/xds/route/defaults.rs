@@ -3,7 +3,8 @@
 
 use strait_proto::envoy::config::route::v3::{
     Decorator, DirectResponseAction, RetryPolicy, Route, RouteAction, RouteMatch, VirtualHost,
-    route, route_action::{ClusterSpecifier, HashPolicy, MaxStreamDuration},
+    route,
+    route_action::{ClusterSpecifier, HashPolicy, MaxStreamDuration},
     route_match::PathSpecifier,
 };
 use strait_proto::istio::{HttpRetry, MeshOutboundMode};
@@ -45,6 +46,8 @@ fn default_route(cluster: &str, operation: String, action: RouteAction) -> Route
 
 /// A service's route when no VirtualService applies: no timeout, the mesh's default retry
 /// policy (Istio's when unset), and the DestinationRule's hash key if any.
+// Istio still sets the deprecated max_grpc_timeout: its replacement regressed.
+#[allow(deprecated)]
 pub fn outbound_default_route(
     cluster: &str,
     operation: String,
@@ -89,6 +92,8 @@ pub fn inbound_default_route(cluster: &str, operation: String) -> Route {
 
 /// The last virtual host of an outbound route config: unknown hosts pass through
 /// (`ALLOW_ANY`) or get a 502 (`REGISTRY_ONLY`).
+// Istio still sets the deprecated max_grpc_timeout: its replacement regressed.
+#[allow(deprecated)]
 pub fn catch_all_virtual_host(mode: MeshOutboundMode) -> VirtualHost {
     let (name, action) = match mode {
         MeshOutboundMode::RegistryOnly => (

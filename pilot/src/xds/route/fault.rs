@@ -14,8 +14,14 @@ use super::{Problems, wkt};
 /// The fault config, or `None` when neither a usable delay nor a usable abort remains.
 /// Parts Envoy would reject are dropped and reported.
 pub fn translate_fault(fault: &HttpFaultInjection, problems: &mut Problems) -> Option<HttpFault> {
-    let delay = fault.delay.as_ref().and_then(|d| translate_delay(d, problems));
-    let abort = fault.abort.as_ref().and_then(|a| translate_abort(a, problems));
+    let delay = fault
+        .delay
+        .as_ref()
+        .and_then(|d| translate_delay(d, problems));
+    let abort = fault
+        .abort
+        .as_ref()
+        .and_then(|a| translate_abort(a, problems));
     if delay.is_none() && abort.is_none() {
         return None;
     }
@@ -63,7 +69,9 @@ fn translate_abort(abort: &Abort, problems: &mut Problems) -> Option<FaultAbort>
         Some(AbortError::GrpcStatus(name)) => match grpc_status_code(name) {
             Some(code) => ErrorType::GrpcStatus(code),
             None => {
-                problems.push(format!("fault.abort.grpcStatus {name:?} is unknown; abort dropped"));
+                problems.push(format!(
+                    "fault.abort.grpcStatus {name:?} is unknown; abort dropped"
+                ));
                 return None;
             }
         },
@@ -191,7 +199,10 @@ mod tests {
         };
         let f = translate_fault(&fault, &mut Problems::default()).unwrap();
         let p = f.delay.unwrap().percentage.unwrap();
-        assert_eq!((p.numerator, p.denominator), (10, DenominatorType::Hundred as i32));
+        assert_eq!(
+            (p.numerator, p.denominator),
+            (10, DenominatorType::Hundred as i32)
+        );
         let abort = f.abort.unwrap();
         assert_eq!(abort.error_type, Some(ErrorType::GrpcStatus(14)));
         assert_eq!(abort.percentage.unwrap().numerator, 1000);

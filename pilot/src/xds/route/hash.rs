@@ -38,7 +38,8 @@ pub fn for_destination<'a>(
     port: Option<u32>,
 ) -> Option<&'a ConsistentHashLb> {
     let top = dr.traffic_policy.as_ref();
-    let top_port = port.and_then(|p| port_level_hash(top.map_or(&[][..], |t| &t.port_level_settings), p));
+    let top_port =
+        port.and_then(|p| port_level_hash(top.map_or(&[][..], |t| &t.port_level_settings), p));
     let subset_policy = dr
         .subsets
         .iter()
@@ -79,12 +80,14 @@ pub fn hash_policy(hash: &ConsistentHashLb) -> Option<HashPolicy> {
                 })
                 .collect(),
         }),
-        HashKey::UseSourceIp(source_ip) => PolicySpecifier::ConnectionProperties(ConnectionProperties {
-            source_ip: *source_ip,
-        }),
-        HashKey::HttpQueryParameterName(name) => PolicySpecifier::QueryParameter(QueryParameter {
-            name: name.clone(),
-        }),
+        HashKey::UseSourceIp(source_ip) => {
+            PolicySpecifier::ConnectionProperties(ConnectionProperties {
+                source_ip: *source_ip,
+            })
+        }
+        HashKey::HttpQueryParameterName(name) => {
+            PolicySpecifier::QueryParameter(QueryParameter { name: name.clone() })
+        }
     };
     Some(HashPolicy {
         terminal: false,
@@ -139,6 +142,8 @@ mod tests {
         assert_eq!(key(for_destination(&dr, "v2", None)), "x-top");
         assert_eq!(key(for_service(&dr, 9080)), "x-port");
         let policy = hash_policy(for_service(&dr, 1).unwrap()).unwrap();
-        assert!(matches!(policy.policy_specifier, Some(PolicySpecifier::Header(h)) if h.header_name == "x-top"));
+        assert!(
+            matches!(policy.policy_specifier, Some(PolicySpecifier::Header(h)) if h.header_name == "x-top")
+        );
     }
 }

@@ -22,7 +22,8 @@ pub fn translate_headers(headers: &Headers) -> HeaderOps {
     let empty = HeaderOperations::default();
     let req = headers.request.as_ref().unwrap_or(&empty);
     let resp = headers.response.as_ref().unwrap_or(&empty);
-    let (mut request_to_add, set_authority) = to_add(&req.set, HeaderAppendAction::OverwriteIfExistsOrAdd);
+    let (mut request_to_add, set_authority) =
+        to_add(&req.set, HeaderAppendAction::OverwriteIfExistsOrAdd);
     let (req_add, add_authority) = to_add(&req.add, HeaderAppendAction::AppendIfExistsOrAdd);
     request_to_add.extend(req_add);
     let (mut response_to_add, _) = to_add(&resp.set, HeaderAppendAction::OverwriteIfExistsOrAdd);

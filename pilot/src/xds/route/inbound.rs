@@ -13,7 +13,10 @@ pub fn inbound_route_config(cluster: &str, service_port: u16, host: &str) -> Rou
     let vhost = VirtualHost {
         name: format!("inbound|http|{service_port}"),
         domains: vec!["*".to_string()],
-        routes: vec![inbound_default_route(cluster, trace_operation(host, service_port))],
+        routes: vec![inbound_default_route(
+            cluster,
+            trace_operation(host, service_port),
+        )],
         ..Default::default()
     };
     RouteConfiguration {
@@ -35,7 +38,11 @@ mod tests {
         assert_eq!(rc.virtual_hosts[0].name, "inbound|http|9080");
         assert_eq!(rc.virtual_hosts[0].domains, ["*"]);
         assert_eq!(
-            rc.virtual_hosts[0].routes[0].decorator.as_ref().unwrap().operation,
+            rc.virtual_hosts[0].routes[0]
+                .decorator
+                .as_ref()
+                .unwrap()
+                .operation,
             "reviews.default.svc.cluster.local:9080/*"
         );
         assert_eq!(rc.validate_clusters, Some(wkt::bool_value(false)));

@@ -41,7 +41,11 @@ pub fn route_match(m: Option<&HttpMatchRequest>) -> Result<RouteMatch, String> {
         out.path_specifier = Some(path_specifier(uri)?);
     }
     out.case_sensitive = Some(wkt::bool_value(!m.ignore_uri_case));
-    for (name, value) in [(METHOD, &m.method), (AUTHORITY, &m.authority), (SCHEME, &m.scheme)] {
+    for (name, value) in [
+        (METHOD, &m.method),
+        (AUTHORITY, &m.authority),
+        (SCHEME, &m.scheme),
+    ] {
         if let Some(value) = value {
             out.headers.push(header_matcher(name, value)?);
         }

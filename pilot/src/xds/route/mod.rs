@@ -16,6 +16,11 @@ pub mod translate;
 pub mod vhost;
 pub mod wkt;
 
+#[cfg(test)]
+pub mod fixture;
+#[cfg(test)]
+mod rds_tests;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

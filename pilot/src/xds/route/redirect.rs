@@ -5,9 +5,14 @@ use strait_proto::envoy::config::route::v3::{
     DirectResponseAction, RedirectAction,
     redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier},
 };
-use strait_proto::istio::{HttpBody, HttpDirectResponse, HttpRedirect, RedirectPort, RedirectPortSelection};
+use strait_proto::istio::{
+    HttpBody, HttpDirectResponse, HttpRedirect, RedirectPort, RedirectPortSelection,
+};
 
-pub fn translate_redirect(redirect: &HttpRedirect, listener_port: u16) -> Result<RedirectAction, String> {
+pub fn translate_redirect(
+    redirect: &HttpRedirect,
+    listener_port: u16,
+) -> Result<RedirectAction, String> {
     let response_code = match redirect.redirect_code {
         0 | 301 => RedirectResponseCode::MovedPermanently,
         302 => RedirectResponseCode::Found,
@@ -34,9 +39,15 @@ pub fn translate_redirect(redirect: &HttpRedirect, listener_port: u16) -> Result
     }
     if let Some(port) = redirect.redirect_port {
         out.port_redirect = redirect_port(port, listener_port);
-        let scheme = if redirect.scheme.is_empty() { "http" } else { redirect.scheme.as_str() };
+        let scheme = if redirect.scheme.is_empty() {
+            "http"
+        } else {
+            redirect.scheme.as_str()
+        };
         // The scheme's default port is left implicit.
-        if (out.port_redirect == 80 && scheme == "http") || (out.port_redirect == 443 && scheme == "https") {
+        if (out.port_redirect == 80 && scheme == "http")
+            || (out.port_redirect == 443 && scheme == "https")
+        {
             out.port_redirect = 0;
         }
     }
@@ -53,9 +64,14 @@ fn redirect_port(port: RedirectPort, listener_port: u16) -> u32 {
     }
 }
 
-pub fn translate_direct_response(resp: &HttpDirectResponse) -> Result<DirectResponseAction, String> {
+pub fn translate_direct_response(
+    resp: &HttpDirectResponse,
+) -> Result<DirectResponseAction, String> {
     if !(100..600).contains(&resp.status) {
-        return Err(format!("directResponse.status {} is outside [100, 600)", resp.status));
+        return Err(format!(
+            "directResponse.status {} is outside [100, 600)",
+            resp.status
+        ));
     }
     let body = resp.body.as_ref().map(|b| DataSource {
         specifier: Some(match b {
@@ -125,6 +141,12 @@ mod tests {
             out.body.unwrap().specifier,
             Some(Specifier::InlineString("unknown".into()))
         );
-        assert!(translate_direct_response(&HttpDirectResponse { status: 42, body: None }).is_err());
+        assert!(
+            translate_direct_response(&HttpDirectResponse {
+                status: 42,
+                body: None
+            })
+            .is_err()
+        );
     }
 }

@@ -3,8 +3,7 @@
 use strait_proto::envoy::config::route::v3::{
     RetryPolicy,
     retry_policy::{
-        RetryBackOff, RetryHostPredicate, RetryPriority, retry_host_predicate,
-        retry_priority,
+        RetryBackOff, RetryHostPredicate, RetryPriority, retry_host_predicate, retry_priority,
     },
 };
 use strait_proto::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
@@ -14,7 +13,8 @@ use strait_proto::xds::any;
 
 use super::wkt;
 
-const DEFAULT_RETRY_ON: &str = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+const DEFAULT_RETRY_ON: &str =
+    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 const PREVIOUS_HOSTS: &str = "envoy.retry_host_predicates.previous_hosts";
 const PREVIOUS_PRIORITIES: &str = "envoy.retry_priorities.previous_priorities";
 
@@ -48,7 +48,9 @@ pub fn convert_policy(retries: Option<&HttpRetry>, consistent_hash: bool) -> Opt
         let (retry_on, codes) = parse_retry_on(&retries.retry_on);
         out.retry_on = retry_on;
         out.retriable_status_codes = codes;
-        if !out.retriable_status_codes.is_empty() && !out.retry_on.contains("retriable-status-codes") {
+        if !out.retriable_status_codes.is_empty()
+            && !out.retry_on.contains("retriable-status-codes")
+        {
             if !out.retry_on.is_empty() {
                 out.retry_on.push(',');
             }
@@ -59,7 +61,11 @@ pub fn convert_policy(retries: Option<&HttpRetry>, consistent_hash: bool) -> Opt
         out.per_try_timeout = Some(wkt::istio_duration(t));
     }
     if let Some(ignore) = retries.retry_ignore_previous_hosts {
-        out.retry_host_predicate = if ignore { vec![previous_hosts()] } else { Vec::new() };
+        out.retry_host_predicate = if ignore {
+            vec![previous_hosts()]
+        } else {
+            Vec::new()
+        };
     }
     if retries.retry_remote_localities == Some(true) {
         out.retry_priority = Some(previous_priorities());
@@ -121,7 +127,9 @@ fn previous_priorities() -> RetryPriority {
     RetryPriority {
         name: PREVIOUS_PRIORITIES.to_string(),
         config_type: Some(retry_priority::ConfigType::TypedConfig(any::pack(
-            &PreviousPrioritiesConfig { update_frequency: 2 },
+            &PreviousPrioritiesConfig {
+                update_frequency: 2,
+            },
         ))),
     }
 }
@@ -172,6 +180,9 @@ mod tests {
 
     #[test]
     fn unknown_numbers_stay_conditions() {
-        assert_eq!(parse_retry_on("999, reset"), ("999,reset".to_string(), vec![]));
+        assert_eq!(
+            parse_retry_on("999, reset"),
+            ("999,reset".to_string(), vec![])
+        );
     }
 }

@@ -133,7 +133,11 @@ fn per_filter_config(
     problems: &mut Problems,
 ) -> HashMap<String, strait_proto::google::protobuf::Any> {
     let mut out = HashMap::new();
-    if let Some(fault) = http.fault.as_ref().and_then(|f| translate_fault(f, problems)) {
+    if let Some(fault) = http
+        .fault
+        .as_ref()
+        .and_then(|f| translate_fault(f, problems))
+    {
         out.insert(names::FAULT_HTTP_FILTER.to_string(), any::pack(&fault));
     }
     if let Some(cors) = &http.cors_policy {
@@ -148,7 +152,11 @@ fn per_filter_config(
 /// The tracing operation: `<host>:<port><path>` for a single outbound cluster, else
 /// `<vsName>:<listenerPort><path>`.
 pub fn operation(route: &Route, vs_name: &str, listener_port: u16) -> String {
-    let path = match route.r#match.as_ref().and_then(|m| m.path_specifier.as_ref()) {
+    let path = match route
+        .r#match
+        .as_ref()
+        .and_then(|m| m.path_specifier.as_ref())
+    {
         Some(PathSpecifier::Prefix(p)) => format!("{p}*"),
         Some(PathSpecifier::Path(p)) => p.clone(),
         Some(PathSpecifier::SafeRegex(r)) => r.regex.clone(),
@@ -179,5 +187,8 @@ pub fn is_catch_all(r: &Route) -> bool {
         Some(PathSpecifier::SafeRegex(r)) => r.regex == ".*",
         _ => false,
     };
-    path_all && m.headers.is_empty() && m.query_parameters.is_empty() && m.dynamic_metadata.is_empty()
+    path_all
+        && m.headers.is_empty()
+        && m.query_parameters.is_empty()
+        && m.dynamic_metadata.is_empty()
 }

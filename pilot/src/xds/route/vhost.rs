@@ -81,7 +81,11 @@ fn kube_alt_hosts(hostname: &str, proxy_ns: &str) -> Vec<String> {
     }
     let name_ns = &hostname[..ih];
     if &hostname[ns + 1..ih] == proxy_ns {
-        vec![hostname[..ns].to_string(), format!("{name_ns}.svc"), name_ns.to_string()]
+        vec![
+            hostname[..ns].to_string(),
+            format!("{name_ns}.svc"),
+            name_ns.to_string(),
+        ]
     } else {
         vec![name_ns.to_string(), format!("{name_ns}.svc")]
     }
@@ -89,7 +93,10 @@ fn kube_alt_hosts(hostname: &str, proxy_ns: &str) -> Vec<String> {
 
 /// Splits `foo.ns1.svc.cluster.local` against `ns2.svc.cluster.local` into the labels only
 /// the host has (`foo`, `ns1`) and the shared suffix (`svc`, `cluster`, `local`).
-fn unique_and_shared_parts<'a>(fqdn: &'a str, proxy_domain: &'a str) -> (Vec<&'a str>, Vec<&'a str>) {
+fn unique_and_shared_parts<'a>(
+    fqdn: &'a str,
+    proxy_domain: &'a str,
+) -> (Vec<&'a str>, Vec<&'a str>) {
     let host: Vec<&str> = fqdn.split('.').collect();
     let domain: Vec<&str> = proxy_domain.split('.').collect();
     let shared = host
@@ -135,7 +142,11 @@ impl<'a> VhostBuilder<'a> {
         service: Option<&Service>,
     ) -> Option<VirtualHost> {
         let name = vhost_name(hostname, port);
-        let origin = if service.is_some() { "service" } else { "virtual service" };
+        let origin = if service.is_some() {
+            "service"
+        } else {
+            "virtual service"
+        };
         if !self.names.insert(name.clone()) {
             self.report(&name, origin);
             return None;
@@ -193,7 +204,10 @@ mod tests {
 
     #[test]
     fn same_namespace_domains() {
-        let alt = alt_virtual_hosts("echo.default.svc.cluster.local", "default.svc.cluster.local");
+        let alt = alt_virtual_hosts(
+            "echo.default.svc.cluster.local",
+            "default.svc.cluster.local",
+        );
         assert_eq!(
             alt,
             [
@@ -210,7 +224,11 @@ mod tests {
         let alt = alt_virtual_hosts("echo.default.svc.cluster.local", "shop.svc.cluster.local");
         assert_eq!(
             alt,
-            ["echo.default.svc.cluster.local.", "echo.default", "echo.default.svc"]
+            [
+                "echo.default.svc.cluster.local.",
+                "echo.default",
+                "echo.default.svc"
+            ]
         );
     }
 
@@ -229,6 +247,9 @@ mod tests {
             alt_virtual_hosts("foo.local.campus.net", "remote.campus.net"),
             ["foo.local.campus.net.", "foo.local", "foo.local.campus"]
         );
-        assert_eq!(alt_virtual_hosts("foobar.com", "local.net"), ["foobar.com."]);
+        assert_eq!(
+            alt_virtual_hosts("foobar.com", "local.net"),
+            ["foobar.com."]
+        );
     }
 }

@@ -67,7 +67,13 @@ mod tests {
     fn durations_convert() {
         let d = duration(std::time::Duration::from_millis(1500));
         assert_eq!((d.seconds, d.nanos), (1, 500_000_000));
-        assert_eq!(zero_duration(), pb::Duration { seconds: 0, nanos: 0 });
+        assert_eq!(
+            zero_duration(),
+            pb::Duration {
+                seconds: 0,
+                nanos: 0
+            }
+        );
     }
 
     #[test]

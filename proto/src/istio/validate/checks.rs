@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::{Errors, at};
-use crate::istio::common::{Destination, Headers, HeaderOperations, Percent, StringMatch};
+use crate::istio::common::{Destination, HeaderOperations, Headers, Percent, StringMatch};
 use crate::istio::{Duration, WorkloadSelector};
 
 pub(crate) type Check = Result<(), String>;
@@ -66,7 +66,9 @@ fn dns1123_labels(domain: &str, whole: &str) -> Check {
             return Ok(());
         }
         if !is_dns1123_label(label) {
-            return Err(format!("domain name {whole:?} invalid (label {label:?} invalid)"));
+            return Err(format!(
+                "domain name {whole:?} invalid (label {label:?} invalid)"
+            ));
         }
     }
     Ok(())
@@ -86,7 +88,9 @@ pub(crate) fn wildcard_domain(name: &str) -> Check {
         None => (name, None),
     };
     if !is_wildcard_dns1123_label(first) {
-        return Err(format!("domain name {name:?} invalid (label {first:?} invalid)"));
+        return Err(format!(
+            "domain name {name:?} invalid (label {first:?} invalid)"
+        ));
     }
     match rest {
         Some(r) => dns1123_labels(r, name),
@@ -186,7 +190,7 @@ pub(crate) fn duration(d: &Duration) -> Check {
     if d < std::time::Duration::from_millis(1) {
         return Err("duration must be greater than 1ms".into());
     }
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return Err("only durations to ms precision are supported".into());
     }
     Ok(())
@@ -196,7 +200,9 @@ pub(crate) fn duration(d: &Duration) -> Check {
 pub(crate) fn percentage(p: &Percent) -> Check {
     let v = p.value;
     if !(0.0..=100.0).contains(&v) || (v > 0.0 && v < 0.0001) {
-        return Err(format!("percentage {v} is neither 0.0, nor in range [0.0001, 100.0]"));
+        return Err(format!(
+            "percentage {v} is neither 0.0, nor in range [0.0001, 100.0]"
+        ));
     }
     Ok(())
 }
@@ -265,7 +271,12 @@ pub(crate) fn regex(re: &str) -> Check {
     }
     regex::Regex::new(re).map(|_| ()).map_err(|e| {
         let first = e.to_string();
-        let summary = first.lines().last().unwrap_or("invalid regex").trim().to_owned();
+        let summary = first
+            .lines()
+            .last()
+            .unwrap_or("invalid regex")
+            .trim()
+            .to_owned();
         format!("invalid regex {re:?}: {summary}")
     })
 }
@@ -318,10 +329,16 @@ pub(crate) fn labels(errs: &mut Errors, path: &str, labels: &BTreeMap<String, St
 pub(crate) fn selector_labels(errs: &mut Errors, path: &str, labels: &BTreeMap<String, String>) {
     for (k, v) in labels {
         if k.is_empty() {
-            errs.add(path, format!("empty key is not supported in selector: \"={v}\""));
+            errs.add(
+                path,
+                format!("empty key is not supported in selector: \"={v}\""),
+            );
         }
         if k.contains('*') || v.contains('*') {
-            errs.add(at(path, k), format!("wildcard is not supported in selector: \"{k}={v}\""));
+            errs.add(
+                at(path, k),
+                format!("wildcard is not supported in selector: \"{k}={v}\""),
+            );
         }
     }
 }
@@ -343,14 +360,23 @@ pub(crate) fn export_to(errs: &mut Errors, path: &str, list: &[String], allow_no
         seen.push(e);
         let ok = e == "." || e == "*" || (allow_none && e == "~") || is_dns1123_label(e);
         if !ok {
-            errs.add(&p, format!("only .,*, or a valid DNS 1123 label is allowed as exportTo entry: {e:?}"));
+            errs.add(
+                &p,
+                format!("only .,*, or a valid DNS 1123 label is allowed as exportTo entry: {e:?}"),
+            );
         }
     }
     if list.len() > 1 && seen.contains(&"*") {
-        errs.add(path, "cannot have both public (*) and non-public exportTo values for a resource");
+        errs.add(
+            path,
+            "cannot have both public (*) and non-public exportTo values for a resource",
+        );
     }
     if list.len() > 1 && seen.contains(&"~") {
-        errs.add(path, "cannot export service entry to no one (~) and someone");
+        errs.add(
+            path,
+            "cannot export service entry to no one (~) and someone",
+        );
     }
 }
 
@@ -412,7 +438,9 @@ fn header_operation_name(name: &str, allow_authority: bool) -> Check {
         return Err(format!("invalid header {name:?}: cannot set Host header"));
     }
     if name.starts_with(':') {
-        return Err(format!("invalid header {name:?}: header cannot have \":\" prefix"));
+        return Err(format!(
+            "invalid header {name:?}: header cannot have \":\" prefix"
+        ));
     }
     Ok(())
 }
@@ -426,7 +454,10 @@ fn header_operations(errs: &mut Errors, path: &str, ops: &HeaderOperations, requ
         }
     }
     for (i, name) in ops.remove.iter().enumerate() {
-        errs.check(format!("{path}.remove[{i}]"), header_operation_name(name, false));
+        errs.check(
+            format!("{path}.remove[{i}]"),
+            header_operation_name(name, false),
+        );
     }
 }
 
@@ -449,7 +480,9 @@ pub(crate) fn locality(l: &str) -> Check {
         ));
     }
     if l.splitn(3, '/').any(str::is_empty) {
-        return Err(format!("locality {l} must not contain empty region/zone/subzone info"));
+        return Err(format!(
+            "locality {l} must not contain empty region/zone/subzone info"
+        ));
     }
     Ok(())
 }

@@ -3,9 +3,9 @@
 
 use super::{Errors, FieldError, SPEC, at, at_index, checks};
 use crate::istio::destination_rule::{
-    ConnectionPoolSettings, DestinationRule, H2UpgradePolicy, HashAlgorithm, HashKey,
-    LbPolicy, LoadBalancerSettings, LocalityLoadBalancerSetting, OutlierDetection,
-    PortTrafficPolicy, TrafficPolicy, TunnelSettings,
+    ConnectionPoolSettings, DestinationRule, H2UpgradePolicy, HashAlgorithm, HashKey, LbPolicy,
+    LoadBalancerSettings, LocalityLoadBalancerSetting, OutlierDetection, PortTrafficPolicy,
+    TrafficPolicy, TunnelSettings,
 };
 use crate::istio::tls::{ClientTlsMode, ClientTlsSettings};
 
@@ -21,7 +21,10 @@ impl DestinationRule {
         for (i, s) in self.subsets.iter().enumerate() {
             let p = at_index(SPEC, "subsets", i);
             if names.contains(&s.name.as_str()) {
-                e.add(at(&p, "name"), format!("duplicate subset names: {}", s.name));
+                e.add(
+                    at(&p, "name"),
+                    format!("duplicate subset names: {}", s.name),
+                );
             }
             names.push(&s.name);
             e.check(at(&p, "name"), checks::subset_name(&s.name));
@@ -75,7 +78,10 @@ fn traffic_policy(e: &mut Errors, p: &str, tp: &TrafficPolicy) {
         && let Some(pc) = rb.percent
         && !(0.0..=100.0).contains(&pc)
     {
-        e.add(at(p, "retryBudget.percent"), format!("percent {pc} is not in range 0..100"));
+        e.add(
+            at(p, "retryBudget.percent"),
+            format!("percent {pc} is not in range 0..100"),
+        );
     }
 }
 
@@ -113,14 +119,22 @@ fn outlier_detection(e: &mut Errors, p: &str, o: &OutlierDetection) {
     if let Some(d) = &o.interval {
         e.check(at(p, "interval"), checks::duration(d));
     }
-    if !o.split_external_local_origin_errors && o.consecutive_local_origin_failures.is_some_and(|v| v > 0) {
+    if !o.split_external_local_origin_errors
+        && o.consecutive_local_origin_failures.is_some_and(|v| v > 0)
+    {
         e.add(
             at(p, "consecutiveLocalOriginFailures"),
             "outlier detection consecutive local origin failures is specified, but split external local origin errors is set to false",
         );
     }
-    e.check(at(p, "maxEjectionPercent"), checks::int_percent(i64::from(o.max_ejection_percent)));
-    e.check(at(p, "minHealthPercent"), checks::int_percent(i64::from(o.min_health_percent)));
+    e.check(
+        at(p, "maxEjectionPercent"),
+        checks::int_percent(i64::from(o.max_ejection_percent)),
+    );
+    e.check(
+        at(p, "minHealthPercent"),
+        checks::int_percent(i64::from(o.min_health_percent)),
+    );
     for (i, code) in o.outlier_detection_http_error_codes.iter().enumerate() {
         if !(100..=599).contains(code) {
             e.add(
@@ -154,7 +168,10 @@ pub(crate) fn connection_pool(e: &mut Errors, p: &str, c: &ConnectionPoolSetting
             e.check(at(&hp, "idleTimeout"), checks::duration(d));
         }
         if h.h2_upgrade_policy == H2UpgradePolicy::Upgrade && h.use_client_protocol {
-            e.add(&hp, "use client protocol must not be true when H2UpgradePolicy is UPGRADE");
+            e.add(
+                &hp,
+                "use client protocol must not be true when H2UpgradePolicy is UPGRADE",
+            );
         }
         if let Some(ka) = &h.http2_keep_alive {
             for (name, d) in [("interval", &ka.interval), ("timeout", &ka.timeout)] {
@@ -167,7 +184,10 @@ pub(crate) fn connection_pool(e: &mut Errors, p: &str, c: &ConnectionPoolSetting
     if let Some(t) = &c.tcp {
         let tp = at(p, "tcp");
         if t.max_connections < 0 {
-            e.add(at(&tp, "maxConnections"), "max connections must be non-negative");
+            e.add(
+                at(&tp, "maxConnections"),
+                "max connections must be non-negative",
+            );
         }
         for (name, d) in [
             ("connectTimeout", &t.connect_timeout),
@@ -192,12 +212,12 @@ fn is_prime(x: u64) -> bool {
     if x != 0 && x < 4 {
         return true;
     }
-    if x % 2 == 0 {
+    if x.is_multiple_of(2) {
         return false;
     }
     let mut f = 3u64;
     while f.saturating_mul(f) <= x {
-        if x % f == 0 {
+        if x.is_multiple_of(f) {
             return false;
         }
         f += 2;
@@ -213,13 +233,19 @@ fn load_balancer(e: &mut Errors, p: &str, lb: &LoadBalancerSettings) {
                 e.add(at(&cp, "httpCookie.name"), "name required for HttpCookie");
             }
             if let Some(ttl) = &c.ttl
-                && ttl.as_std().subsec_nanos() % 1_000_000 != 0
+                && !ttl.as_std().subsec_nanos().is_multiple_of(1_000_000)
             {
-                e.add(at(&cp, "httpCookie.ttl"), "only durations to ms precision are supported");
+                e.add(
+                    at(&cp, "httpCookie.ttl"),
+                    "only durations to ms precision are supported",
+                );
             }
         }
         if ch.minimum_ring_size != 0 && ch.hash_algorithm.is_some() {
-            e.add(&cp, "only one of MinimumRingSize or Maglev/Ringhash can be specified");
+            e.add(
+                &cp,
+                "only one of MinimumRingSize or Maglev/Ringhash can be specified",
+            );
         }
         if let Some(HashAlgorithm::Maglev(m)) = &ch.hash_algorithm {
             let tp = at(&cp, "maglev.tableSize");
@@ -244,12 +270,18 @@ fn load_balancer(e: &mut Errors, p: &str, lb: &LoadBalancerSettings) {
         if let Some(mp) = w.minimum_percent
             && !(0.0..=100.0).contains(&mp)
         {
-            e.add(at(&wp, "minimumPercent"), format!("minimumPercent {mp} is not in range 0..100"));
+            e.add(
+                at(&wp, "minimumPercent"),
+                format!("minimumPercent {mp} is not in range 0..100"),
+            );
         }
         if let Some(a) = w.aggression
             && a < 1.0
         {
-            e.add(at(&wp, "aggression"), format!("aggression {a} must be at least 1.0"));
+            e.add(
+                at(&wp, "aggression"),
+                format!("aggression {a} must be at least 1.0"),
+            );
         }
     }
 }
@@ -257,7 +289,10 @@ fn load_balancer(e: &mut Errors, p: &str, lb: &LoadBalancerSettings) {
 /// Locality load balancing (DestinationRule, MeshConfig).
 pub(crate) fn locality_lb(e: &mut Errors, p: &str, l: &LocalityLoadBalancerSetting) {
     if !l.distribute.is_empty() && !l.failover.is_empty() {
-        e.add(p, "can not simultaneously specify 'distribute' and 'failover'");
+        e.add(
+            p,
+            "can not simultaneously specify 'distribute' and 'failover'",
+        );
         return;
     }
     const TOPOLOGY_LABELS: &[&str] = &[
@@ -266,7 +301,10 @@ pub(crate) fn locality_lb(e: &mut Errors, p: &str, l: &LocalityLoadBalancerSetti
         "topology.istio.io/subzone",
     ];
     if !l.failover.is_empty()
-        && let Some(label) = l.failover_priority.iter().find(|x| TOPOLOGY_LABELS.contains(&x.as_str()))
+        && let Some(label) = l
+            .failover_priority
+            .iter()
+            .find(|x| TOPOLOGY_LABELS.contains(&x.as_str()))
     {
         e.add(
             at(p, "failoverPriority"),
@@ -286,19 +324,28 @@ pub(crate) fn locality_lb(e: &mut Errors, p: &str, l: &LocalityLoadBalancerSetti
             total += u64::from(*w);
         }
         if total != 100 {
-            e.add(at(&dp, "to"), format!("total locality weight {total} != 100"));
+            e.add(
+                at(&dp, "to"),
+                format!("total locality weight {total} != 100"),
+            );
         }
     }
     for (i, f) in l.failover.iter().enumerate() {
         let fp = at_index(p, "failover", i);
         if f.from == f.to {
-            e.add(&fp, "locality lb failover settings must specify different regions");
+            e.add(
+                &fp,
+                "locality lb failover settings must specify different regions",
+            );
         }
         if f.from.contains('/') || f.to.contains('/') {
             e.add(&fp, "locality lb failover only specify region");
         }
         if f.from.contains('*') || f.to.contains('*') {
-            e.add(&fp, "locality lb failover region should not contain '*' wildcard");
+            e.add(
+                &fp,
+                "locality lb failover region should not contain '*' wildcard",
+            );
         }
     }
 }
@@ -307,9 +354,13 @@ fn client_tls(e: &mut Errors, p: &str, t: &ClientTlsSettings) {
     if t.insecure_skip_verify == Some(true) {
         let conflicting = match t.mode {
             ClientTlsMode::Simple => {
-                !t.ca_certificates.is_empty() || !t.credential_name.is_empty() || !t.subject_alt_names.is_empty()
+                !t.ca_certificates.is_empty()
+                    || !t.credential_name.is_empty()
+                    || !t.subject_alt_names.is_empty()
             }
-            ClientTlsMode::Mutual => !t.ca_certificates.is_empty() || !t.subject_alt_names.is_empty(),
+            ClientTlsMode::Mutual => {
+                !t.ca_certificates.is_empty() || !t.subject_alt_names.is_empty()
+            }
             _ => false,
         };
         if conflicting {
@@ -335,7 +386,10 @@ fn client_tls(e: &mut Errors, p: &str, t: &ClientTlsSettings) {
     }
     if t.mode == ClientTlsMode::Mutual {
         if t.client_certificate.is_empty() {
-            e.add(at(p, "clientCertificate"), "client certificate required for mutual tls");
+            e.add(
+                at(p, "clientCertificate"),
+                "client certificate required for mutual tls",
+            );
         }
         if t.private_key.is_empty() {
             e.add(at(p, "privateKey"), "private key required for mutual tls");
@@ -345,10 +399,16 @@ fn client_tls(e: &mut Errors, p: &str, t: &ClientTlsSettings) {
 
 fn tunnel(e: &mut Errors, p: &str, t: &TunnelSettings) {
     if !t.protocol.is_empty() && t.protocol != "CONNECT" && t.protocol != "POST" {
-        e.add(at(p, "protocol"), "tunnel protocol must be \"CONNECT\" or \"POST\"");
+        e.add(
+            at(p, "protocol"),
+            "tunnel protocol must be \"CONNECT\" or \"POST\"",
+        );
     }
     if checks::fqdn(&t.target_host).is_err() && !checks::is_ip(&t.target_host) {
-        e.add(at(p, "targetHost"), "tunnel target host must be valid FQDN or IP address");
+        e.add(
+            at(p, "targetHost"),
+            "tunnel target host must be valid FQDN or IP address",
+        );
     }
     e.check(at(p, "targetPort"), checks::port(i64::from(t.target_port)));
 }

@@ -12,7 +12,6 @@ mod sidecar;
 mod virtual_service;
 mod workload_entry;
 
-
 /// One validation failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct FieldError {
@@ -27,6 +26,32 @@ impl fmt::Display for FieldError {
         write!(f, "{}: {}", self.path, self.reason)
     }
 }
+
+/// Semantic validation, for code generic over the kinds. Each type also has an inherent
+/// `validate` method, so the trait need not be imported to call it on a concrete type.
+pub trait Validate {
+    /// Checks Istio's semantic rules; every error names the JSON path at fault.
+    fn validate(&self) -> Result<(), Vec<FieldError>>;
+}
+
+macro_rules! impl_validate {
+    ($($t:ty),*) => {$(
+        impl Validate for $t {
+            fn validate(&self) -> Result<(), Vec<FieldError>> {
+                <$t>::validate(self)
+            }
+        }
+    )*};
+}
+
+impl_validate!(
+    crate::istio::VirtualService,
+    crate::istio::DestinationRule,
+    crate::istio::ServiceEntry,
+    crate::istio::WorkloadEntry,
+    crate::istio::Sidecar,
+    crate::istio::MeshConfig
+);
 
 /// Collects errors while walking a spec.
 #[derive(Debug, Default)]

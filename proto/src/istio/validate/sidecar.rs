@@ -43,7 +43,10 @@ impl Sidecar {
             match &l.port {
                 None => {
                     if catch_all_seen {
-                        e.add(&p, "sidecar: egress can have only one listener with empty port");
+                        e.add(
+                            &p,
+                            "sidecar: egress can have only one listener with empty port",
+                        );
                     } else if i != last {
                         e.add(&p, "sidecar: the egress listener with empty port should be the last listener in the list");
                     }
@@ -78,36 +81,68 @@ fn ingress(e: &mut Errors, p: &str, l: &IstioIngressListener, ports: &mut Vec<u3
         e.check(at(p, "bind"), checks::ip_address(&l.bind));
     }
     if ports.contains(&l.port.number) {
-        e.add(at(&pp, "number"), "sidecar: ports on IP bound listeners must be unique");
+        e.add(
+            at(&pp, "number"),
+            "sidecar: ports on IP bound listeners must be unique",
+        );
     }
     ports.push(l.port.number);
     if !l.default_endpoint.is_empty() {
-        e.check(at(p, "defaultEndpoint"), default_endpoint(&l.default_endpoint));
+        e.check(
+            at(p, "defaultEndpoint"),
+            default_endpoint(&l.default_endpoint),
+        );
     }
     if let Some(t) = &l.tls {
         let tp = at(p, "tls");
         if !t.subject_alt_names.is_empty() {
-            e.add(at(&tp, "subjectAltNames"), "sidecar: subjectAltNames is not supported in ingress tls");
+            e.add(
+                at(&tp, "subjectAltNames"),
+                "sidecar: subjectAltNames is not supported in ingress tls",
+            );
         }
         if t.https_redirect {
-            e.add(at(&tp, "httpsRedirect"), "sidecar: httpsRedirect is not supported");
+            e.add(
+                at(&tp, "httpsRedirect"),
+                "sidecar: httpsRedirect is not supported",
+            );
         }
         if !t.credential_name.is_empty() {
-            e.add(at(&tp, "credentialName"), "sidecar: credentialName is not currently supported");
+            e.add(
+                at(&tp, "credentialName"),
+                "sidecar: credentialName is not currently supported",
+            );
         }
-        if matches!(t.mode, ServerTlsMode::IstioMutual | ServerTlsMode::AutoPassthrough) {
-            e.add(at(&tp, "mode"), "cannot set mode to ISTIO_MUTUAL or AUTO_PASSTHROUGH in sidecar ingress tls");
+        if matches!(
+            t.mode,
+            ServerTlsMode::IstioMutual | ServerTlsMode::AutoPassthrough
+        ) {
+            e.add(
+                at(&tp, "mode"),
+                "cannot set mode to ISTIO_MUTUAL or AUTO_PASSTHROUGH in sidecar ingress tls",
+            );
         }
         let with_files = t.credential_name.is_empty();
-        if with_files && matches!(t.mode, ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual) {
+        if with_files
+            && matches!(
+                t.mode,
+                ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual
+            )
+        {
             if t.server_certificate.is_empty() {
-                e.add(at(&tp, "serverCertificate"), "TLS requires a server certificate");
+                e.add(
+                    at(&tp, "serverCertificate"),
+                    "TLS requires a server certificate",
+                );
             }
             if t.private_key.is_empty() {
                 e.add(at(&tp, "privateKey"), "TLS requires a private key");
             }
             if t.mode != ServerTlsMode::Simple && t.ca_certificates.is_empty() {
-                e.add(at(&tp, "caCertificates"), "MUTUAL TLS requires a client CA bundle");
+                e.add(
+                    at(&tp, "caCertificates"),
+                    "MUTUAL TLS requires a client CA bundle",
+                );
             }
         }
     }
@@ -126,10 +161,14 @@ fn default_endpoint(ep: &str) -> checks::Check {
         None => ep.to_owned(),
     };
     let Ok(addr) = normalized.parse::<SocketAddr>() else {
-        return Err(format!("sidecar: defaultEndpoint {ep:?} is not of the form host:port"));
+        return Err(format!(
+            "sidecar: defaultEndpoint {ep:?} is not of the form host:port"
+        ));
     };
     let ip = addr.ip();
-    if !(ip.is_loopback() && (ip.to_string() == "127.0.0.1" || ip.to_string() == "::1")) && !ip.is_unspecified() {
+    if !(ip.is_loopback() && (ip.to_string() == "127.0.0.1" || ip.to_string() == "::1"))
+        && !ip.is_unspecified()
+    {
         return Err(
             "sidecar: defaultEndpoint must be of form 127.0.0.1:<port>,0.0.0.0:<port>,[::1]:port,[::]:port,unix://filepath or unset"
                 .into(),
@@ -150,7 +189,10 @@ fn egress_port<'a>(
     port_common(e, &pp, port);
     if port.number == 0 {
         match l.bind.strip_prefix(UNIX_PREFIX) {
-            None => e.add(at(p, "bind"), "sidecar: ports with 0 value must have a unix domain socket bind address"),
+            None => e.add(
+                at(p, "bind"),
+                "sidecar: ports with 0 value must have a unix domain socket bind address",
+            ),
             Some(path) => e.check(at(p, "bind"), unix_address(path)),
         }
         if !matches!(l.capture_mode, CaptureMode::Default | CaptureMode::None) {
@@ -160,7 +202,10 @@ fn egress_port<'a>(
             );
         }
         if sockets.contains(&l.bind.as_str()) {
-            e.add(at(p, "bind"), "sidecar: unix domain socket values for listeners must be unique");
+            e.add(
+                at(p, "bind"),
+                "sidecar: unix domain socket values for listeners must be unique",
+            );
         }
         sockets.push(&l.bind);
     } else {
@@ -169,7 +214,10 @@ fn egress_port<'a>(
             e.check(at(p, "bind"), checks::ip_address(&l.bind));
         }
         if ports.contains(&port.number) {
-            e.add(at(&pp, "number"), "sidecar: ports on IP bound listeners must be unique");
+            e.add(
+                at(&pp, "number"),
+                "sidecar: ports on IP bound listeners must be unique",
+            );
         }
         ports.push(port.number);
     }
@@ -178,7 +226,10 @@ fn egress_port<'a>(
 /// Egress hosts are `namespace/dnsName`; namespace may be `*`, `.`, `~` or a DNS label.
 fn egress_hosts(e: &mut Errors, p: &str, l: &IstioEgressListener) {
     if l.hosts.is_empty() {
-        e.add(at(p, "hosts"), "sidecar: egress listener must contain at least one host");
+        e.add(
+            at(p, "hosts"),
+            "sidecar: egress listener must contain at least one host",
+        );
     }
     for (i, h) in l.hosts.iter().enumerate() {
         let hp = at_index(p, "hosts", i);
@@ -187,7 +238,10 @@ fn egress_hosts(e: &mut Errors, p: &str, l: &IstioEgressListener) {
             continue;
         };
         if ns.is_empty() || name.is_empty() {
-            e.add(&hp, "config namespace and dnsName in host entry cannot be empty");
+            e.add(
+                &hp,
+                "config namespace and dnsName in host entry cannot be empty",
+            );
             continue;
         }
         if !matches!(ns, "*" | "." | "~") && !checks::is_dns1123_label(ns) {
@@ -209,12 +263,18 @@ fn outbound_policy(e: &mut Errors, p: &str, otp: &OutboundTrafficPolicy) {
     };
     let ep = at(p, "egressProxy");
     if otp.mode != OutboundTrafficMode::AllowAny {
-        e.add(&ep, "sidecar: egress_proxy must be set only with ALLOW_ANY outbound_traffic_policy mode");
+        e.add(
+            &ep,
+            "sidecar: egress_proxy must be set only with ALLOW_ANY outbound_traffic_policy mode",
+        );
         return;
     }
     e.check(at(&ep, "host"), checks::fqdn(&proxy.host));
     if proxy.port.is_none() {
-        e.add(at(&ep, "port"), "sidecar: egress_proxy port must be non-nil");
+        e.add(
+            at(&ep, "port"),
+            "sidecar: egress_proxy port must be non-nil",
+        );
         return;
     }
     checks::destination(e, &ep, proxy);

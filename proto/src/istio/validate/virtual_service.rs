@@ -63,13 +63,22 @@ impl VirtualService {
         if delegate {
             // A VirtualService without hosts can only be a delegate, which carries HTTP routes.
             if !self.gateways.is_empty() {
-                e.add(at(SPEC, "gateways"), "delegate virtual service must have no gateways specified");
+                e.add(
+                    at(SPEC, "gateways"),
+                    "delegate virtual service must have no gateways specified",
+                );
             }
             if !self.tls.is_empty() {
-                e.add(at(SPEC, "tls"), "delegate virtual service must have no tls route specified");
+                e.add(
+                    at(SPEC, "tls"),
+                    "delegate virtual service must have no tls route specified",
+                );
             }
             if !self.tcp.is_empty() {
-                e.add(at(SPEC, "tcp"), "delegate virtual service must have no tcp route specified");
+                e.add(
+                    at(SPEC, "tcp"),
+                    "delegate virtual service must have no tcp route specified",
+                );
             }
         }
         let applies_to_mesh = self.gateways.is_empty() || self.gateways.iter().any(|g| g == "mesh");
@@ -79,7 +88,13 @@ impl VirtualService {
             e.add(SPEC, "http, tcp or tls must be provided in virtual service");
         }
         for (i, r) in self.http.iter().enumerate() {
-            http_route(&mut e, &at_index(SPEC, "http", i), r, delegate, applies_to_mesh);
+            http_route(
+                &mut e,
+                &at_index(SPEC, "http", i),
+                r,
+                delegate,
+                applies_to_mesh,
+            );
         }
         for (i, r) in self.tls.iter().enumerate() {
             tls_route(&mut e, &at_index(SPEC, "tls", i), r, &self.hosts);
@@ -101,7 +116,10 @@ impl VirtualService {
                     all_valid = false;
                 }
             } else if applies_to_mesh && h == "*" {
-                e.add(&p, "wildcard host * is not allowed for virtual services bound to the mesh gateway");
+                e.add(
+                    &p,
+                    "wildcard host * is not allowed for virtual services bound to the mesh gateway",
+                );
                 all_valid = false;
             }
         }
@@ -136,7 +154,13 @@ fn http_route(e: &mut Errors, p: &str, r: &HttpRoute, in_delegate: bool, applies
     route_conflicts(e, p, r, in_delegate);
     let root = r.delegate.is_some() && !in_delegate;
     for (i, m) in r.matches.iter().enumerate() {
-        http_match(e, &at_index(p, "match", i), m, root || in_delegate, applies_to_mesh);
+        http_match(
+            e,
+            &at_index(p, "match", i),
+            m,
+            root || in_delegate,
+            applies_to_mesh,
+        );
     }
     if let Some(h) = &r.headers {
         checks::headers(e, &at(p, "headers"), h);
@@ -150,19 +174,28 @@ fn http_route(e: &mut Errors, p: &str, r: &HttpRoute, in_delegate: bool, applies
     if let Some(v) = r.mirror_percent
         && v > 100
     {
-        e.add(at(p, "mirrorPercent"), format!("mirror_percent must have a max value of 100 (it has {v})"));
+        e.add(
+            at(p, "mirrorPercent"),
+            format!("mirror_percent must have a max value of 100 (it has {v})"),
+        );
     }
     if let Some(v) = r.mirror_percent_legacy
         && v > 100
     {
-        e.add(at(p, "mirror_percent"), format!("mirror_percent must have a max value of 100 (it has {v})"));
+        e.add(
+            at(p, "mirror_percent"),
+            format!("mirror_percent must have a max value of 100 (it has {v})"),
+        );
     }
     if let Some(m) = &r.mirror_percentage
         && !(0.0..=100.0).contains(&m.value)
     {
         e.add(
             at(p, "mirrorPercentage.value"),
-            format!("mirror_percentage must be in range 0..100 (it has {})", m.value),
+            format!(
+                "mirror_percentage must be in range 0..100 (it has {})",
+                m.value
+            ),
         );
     }
     if let Some(m) = &r.mirror {
@@ -176,7 +209,10 @@ fn http_route(e: &mut Errors, p: &str, r: &HttpRoute, in_delegate: bool, applies
         {
             e.add(
                 at(&mp, "percentage.value"),
-                format!("mirror percentage must be in range 0..100 (it has {})", pc.value),
+                format!(
+                    "mirror percentage must be in range 0..100 (it has {})",
+                    pc.value
+                ),
             );
         }
     }
@@ -215,13 +251,22 @@ fn http_route(e: &mut Errors, p: &str, r: &HttpRoute, in_delegate: bool, applies
 fn route_conflicts(e: &mut Errors, p: &str, r: &HttpRoute, in_delegate: bool) {
     if r.delegate.is_some() {
         if in_delegate {
-            e.add(at(p, "delegate"), "delegate HTTP route cannot contain delegate");
+            e.add(
+                at(p, "delegate"),
+                "delegate HTTP route cannot contain delegate",
+            );
         } else {
             if r.redirect.is_some() {
-                e.add(at(p, "redirect"), format!("root HTTP route {} must not specify redirect", r.name));
+                e.add(
+                    at(p, "redirect"),
+                    format!("root HTTP route {} must not specify redirect", r.name),
+                );
             }
             if !r.route.is_empty() {
-                e.add(at(p, "route"), format!("root HTTP route {} must not specify route", r.name));
+                e.add(
+                    at(p, "route"),
+                    format!("root HTTP route {} must not specify route", r.name),
+                );
             }
             if r.direct_response.is_some() {
                 e.add(
@@ -240,21 +285,51 @@ fn route_conflicts(e: &mut Errors, p: &str, r: &HttpRoute, in_delegate: bool) {
             e.add(p, "HTTP route cannot contain both fault and redirect");
         }
         if r.rewrite.is_some() {
-            e.add(p, "HTTP route rule cannot contain both rewrite and redirect");
+            e.add(
+                p,
+                "HTTP route rule cannot contain both rewrite and redirect",
+            );
         }
         if r.direct_response.is_some() {
-            e.add(p, "HTTP route cannot contain both redirect and directResponse");
+            e.add(
+                p,
+                "HTTP route rule cannot contain both direct_response and redirect",
+            );
         }
     } else if r.direct_response.is_some() {
         if !r.route.is_empty() {
-            e.add(p, "HTTP route cannot contain both route and directResponse");
+            e.add(
+                p,
+                "HTTP route cannot contain both route and direct_response",
+            );
+        }
+        if r.fault.is_some() {
+            e.add(
+                p,
+                "HTTP route cannot contain both fault and direct_response",
+            );
+        }
+        if r.rewrite.is_some() {
+            e.add(
+                p,
+                "HTTP route rule cannot contain both rewrite and direct_response",
+            );
         }
     } else if r.route.is_empty() {
-        e.add(p, "HTTP route, redirect or directResponse is required");
+        e.add(p, "HTTP route, redirect or direct_response is required");
+    }
+    if r.mirror.is_some() && !r.mirrors.is_empty() {
+        e.add(p, "HTTP route cannot contain both mirror and mirrors");
     }
 }
 
-fn http_match(e: &mut Errors, p: &str, m: &HttpMatchRequest, delegating: bool, applies_to_mesh: bool) {
+fn http_match(
+    e: &mut Errors,
+    p: &str,
+    m: &HttpMatchRequest,
+    delegating: bool,
+    applies_to_mesh: bool,
+) {
     let singles = [
         ("uri", &m.uri),
         ("scheme", &m.scheme),
@@ -266,12 +341,20 @@ fn http_match(e: &mut Errors, p: &str, m: &HttpMatchRequest, delegating: bool, a
             string_match(e, &at(p, name), sm, delegating);
         }
     }
-    for (field, map) in [("headers", &m.headers), ("withoutHeaders", &m.without_headers)] {
+    for (field, map) in [
+        ("headers", &m.headers),
+        ("withoutHeaders", &m.without_headers),
+    ] {
         for (name, sm) in map {
             let hp = format!("{p}.{field}.{name}");
             if checks::is_jwt_claim_header(name) {
                 if applies_to_mesh {
-                    e.add(&hp, format!("JWT claim based routing (key: {name}) is only supported for gateway"));
+                    e.add(
+                        &hp,
+                        format!(
+                            "JWT claim based routing (key: {name}) is only supported for gateway"
+                        ),
+                    );
                 }
             } else {
                 e.check(&hp, checks::header_name(name));
@@ -297,7 +380,10 @@ fn http_match(e: &mut Errors, p: &str, m: &HttpMatchRequest, delegating: bool, a
 
 fn string_match(e: &mut Errors, p: &str, m: &StringMatch, delegating: bool) {
     if delegating && m.regex().is_some() {
-        e.add(at(p, "regex"), "regex match is not supported for delegating routes");
+        e.add(
+            at(p, "regex"),
+            "regex match is not supported for delegating routes",
+        );
         return;
     }
     checks::string_match(e, p, m);
@@ -318,10 +404,16 @@ fn cors(e: &mut Errors, p: &str, c: &CorsPolicy) {
     }
     for (i, m) in c.allow_methods.iter().enumerate() {
         if !HTTP_METHODS.contains(&m.as_str()) {
-            e.add(at_index(p, "allowMethods", i), format!("{m:?} is not a supported HTTP method"));
+            e.add(
+                at_index(p, "allowMethods", i),
+                format!("{m:?} is not a supported HTTP method"),
+            );
         }
     }
-    for (field, list) in [("allowHeaders", &c.allow_headers), ("exposeHeaders", &c.expose_headers)] {
+    for (field, list) in [
+        ("allowHeaders", &c.allow_headers),
+        ("exposeHeaders", &c.expose_headers),
+    ] {
         for (i, h) in list.iter().enumerate() {
             if h != "*" {
                 e.check(at_index(p, field, i), checks::header_name(h));
@@ -332,7 +424,10 @@ fn cors(e: &mut Errors, p: &str, c: &CorsPolicy) {
         let ap = at(p, "maxAge");
         e.check(&ap, checks::duration(age));
         if age.as_std().subsec_nanos() > 0 {
-            e.add(&ap, "max_age duration is accurate only to seconds precision");
+            e.add(
+                &ap,
+                "max_age duration is accurate only to seconds precision",
+            );
         }
     }
 }
@@ -352,13 +447,22 @@ fn fault(e: &mut Errors, p: &str, f: &HttpFaultInjection) {
             }
             Some(AbortError::GrpcStatus(s)) => {
                 if !GRPC_STATUS.contains(&s.as_str()) {
-                    e.add(at(&ap, "grpcStatus"), format!("gRPC status {s:?} is not supported"));
+                    e.add(
+                        at(&ap, "grpcStatus"),
+                        format!("gRPC status {s:?} is not supported"),
+                    );
                 }
             }
             Some(AbortError::Http2Error(_)) => {
-                e.add(at(&ap, "http2Error"), "HTTP/2 abort fault injection not supported yet");
+                e.add(
+                    at(&ap, "http2Error"),
+                    "HTTP/2 abort fault injection not supported yet",
+                );
             }
-            None => e.add(&ap, "abort must set one of httpStatus, grpcStatus or http2Error"),
+            None => e.add(
+                &ap,
+                "abort must set one of httpStatus, grpcStatus or http2Error",
+            ),
         }
     }
     if let Some(d) = &f.delay {
@@ -367,12 +471,18 @@ fn fault(e: &mut Errors, p: &str, f: &HttpFaultInjection) {
             e.check(at(&dp, "percentage.value"), checks::percentage(pc));
         }
         if d.percent != 0 {
-            e.check(at(&dp, "percent"), checks::int_percent(i64::from(d.percent)));
+            e.check(
+                at(&dp, "percent"),
+                checks::int_percent(i64::from(d.percent)),
+            );
         }
         match &d.delay {
             Some(DelayKind::Fixed(v)) => e.check(at(&dp, "fixedDelay"), checks::duration(v)),
             Some(DelayKind::Exponential(_)) => {
-                e.add(at(&dp, "exponentialDelay"), "exponentialDelay not supported yet");
+                e.add(
+                    at(&dp, "exponentialDelay"),
+                    "exponentialDelay not supported yet",
+                );
             }
             None => e.add(&dp, "delay must set fixedDelay"),
         }
@@ -400,11 +510,17 @@ fn redirect(e: &mut Errors, p: &str, r: &HttpRedirect) {
     if r.redirect_code != 0 && !(300..=399).contains(&r.redirect_code) {
         e.add(
             at(p, "redirectCode"),
-            format!("{} is not a valid redirect code, must be 3xx", r.redirect_code),
+            format!(
+                "{} is not a valid redirect code, must be 3xx",
+                r.redirect_code
+            ),
         );
     }
     if !r.scheme.is_empty() && r.scheme != "http" && r.scheme != "https" {
-        e.add(at(p, "scheme"), "invalid redirect scheme, must be \"http\" or \"https\"");
+        e.add(
+            at(p, "scheme"),
+            "invalid redirect scheme, must be \"http\" or \"https\"",
+        );
     }
     if let Some(RedirectPort::Port(port)) = r.redirect_port {
         e.check(at(p, "port"), checks::port(i64::from(port)));
@@ -419,9 +535,14 @@ fn retry(e: &mut Errors, p: &str, r: &HttpRetry) {
         e.add(at(p, "attempts"), "attempts cannot be negative");
     }
     if r.attempts == 0
-        && (r.per_try_timeout.is_some() || !r.retry_on.is_empty() || r.retry_remote_localities.is_some())
+        && (r.per_try_timeout.is_some()
+            || !r.retry_on.is_empty()
+            || r.retry_remote_localities.is_some())
     {
-        e.add(p, "http retry policy configured when attempts are set to 0 (disabled)");
+        e.add(
+            p,
+            "http retry policy configured when attempts are set to 0 (disabled)",
+        );
     }
     if let Some(t) = &r.per_try_timeout {
         e.check(at(p, "perTryTimeout"), checks::duration(t));
@@ -430,9 +551,14 @@ fn retry(e: &mut Errors, p: &str, r: &HttpRetry) {
         e.check(at(p, "backoff"), checks::duration(b));
     }
     for policy in r.retry_on.split(',').filter(|s| !s.is_empty()) {
-        let is_status = policy.parse::<u16>().is_ok_and(|c| (100..=599).contains(&c));
+        let is_status = policy
+            .parse::<u16>()
+            .is_ok_and(|c| (100..=599).contains(&c));
         if !is_status && !RETRY_ON.contains(&policy) {
-            e.add(at(p, "retryOn"), format!("{policy:?} is not a valid retryOn policy"));
+            e.add(
+                at(p, "retryOn"),
+                format!("{policy:?} is not a valid retryOn policy"),
+            );
         }
     }
 }
@@ -442,12 +568,18 @@ fn rewrite(e: &mut Errors, p: &str, r: &HttpRewrite) {
         e.add(p, "rewrite may only contain one of URI or UriRegexRewrite");
     }
     if r.uri.is_empty() && r.uri_regex_rewrite.is_none() && r.authority.is_empty() {
-        e.add(p, "rewrite must specify at least one of URI, UriRegexRewrite, or authority");
+        e.add(
+            p,
+            "rewrite must specify at least one of URI, UriRegexRewrite, or authority",
+        );
     }
     if let Some(rr) = &r.uri_regex_rewrite {
         let rp = at(p, "uriRegexRewrite");
         if rr.pattern.is_empty() || rr.rewrite.is_empty() {
-            e.add(&rp, "UriRegexRewrite requires both Rewrite and Match fields to be specified");
+            e.add(
+                &rp,
+                "UriRegexRewrite requires both Rewrite and Match fields to be specified",
+            );
         } else {
             e.check(at(&rp, "match"), checks::regex(&rr.pattern));
         }
@@ -457,7 +589,10 @@ fn rewrite(e: &mut Errors, p: &str, r: &HttpRewrite) {
 /// The authority may be rewritten in one place only (rewrite, or a request header set/add).
 fn authority_rewrite(e: &mut Errors, p: &str, r: &HttpRoute) {
     let mut sources = 0;
-    if r.rewrite.as_ref().is_some_and(|rw| !rw.authority.is_empty()) {
+    if r.rewrite
+        .as_ref()
+        .is_some_and(|rw| !rw.authority.is_empty())
+    {
         sources += 1;
     }
     if let Some(req) = r.headers.as_ref().and_then(|h| h.request.as_ref()) {
@@ -511,7 +646,10 @@ fn route_destinations(e: &mut Errors, p: &str, dests: &[RouteDestination]) {
 
 fn tls_route(e: &mut Errors, p: &str, r: &TlsRoute, vs_hosts: &[String]) {
     if r.matches.is_empty() {
-        e.add(at(p, "match"), "TLS route must have at least one match condition");
+        e.add(
+            at(p, "match"),
+            "TLS route must have at least one match condition",
+        );
     }
     for (i, m) in r.matches.iter().enumerate() {
         tls_match(e, &at_index(p, "match", i), m, vs_hosts);
@@ -524,7 +662,10 @@ fn tls_route(e: &mut Errors, p: &str, r: &TlsRoute, vs_hosts: &[String]) {
 
 fn tls_match(e: &mut Errors, p: &str, m: &TlsMatchAttributes, vs_hosts: &[String]) {
     if m.sni_hosts.is_empty() {
-        e.add(at(p, "sniHosts"), "TLS match must have at least one SNI host");
+        e.add(
+            at(p, "sniHosts"),
+            "TLS match must have at least one SNI host",
+        );
     }
     for (i, sni) in m.sni_hosts.iter().enumerate() {
         let sp = at_index(p, "sniHosts", i);
@@ -545,7 +686,14 @@ fn tls_match(e: &mut Errors, p: &str, m: &TlsMatchAttributes, vs_hosts: &[String
             );
         }
     }
-    l4_common(e, p, &m.destination_subnets, m.port, &m.source_labels, &m.gateways);
+    l4_common(
+        e,
+        p,
+        &m.destination_subnets,
+        m.port,
+        &m.source_labels,
+        &m.gateways,
+    );
 }
 
 /// Whether every name matched by `sni` is also matched by `host`.
@@ -570,7 +718,14 @@ fn tcp_route(e: &mut Errors, p: &str, r: &TcpRoute) {
 }
 
 fn tcp_match(e: &mut Errors, p: &str, m: &L4MatchAttributes) {
-    l4_common(e, p, &m.destination_subnets, m.port, &m.source_labels, &m.gateways);
+    l4_common(
+        e,
+        p,
+        &m.destination_subnets,
+        m.port,
+        &m.source_labels,
+        &m.gateways,
+    );
 }
 
 fn l4_common(

@@ -45,18 +45,30 @@ pub(crate) fn workload_entry(
     } else if let Some(path) = we.address.strip_prefix(UNIX_PREFIX) {
         e.check(&ap, unix_address(path));
         if !we.ports.is_empty() {
-            e.add(at(p, "ports"), format!("unix endpoint {} must not include ports", we.address));
+            e.add(
+                at(p, "ports"),
+                format!("unix endpoint {} must not include ports", we.address),
+            );
         }
     } else if !checks::is_ip(&we.address) {
         match rule {
             AddressRule::IpOnly => {
-                e.add(&ap, format!("endpoint address {:?} is not a valid IP address", we.address));
+                e.add(
+                    &ap,
+                    format!(
+                        "endpoint address {:?} is not a valid IP address",
+                        we.address
+                    ),
+                );
             }
             AddressRule::IpOrFqdn => {
                 if checks::fqdn(&we.address).is_err() {
                     e.add(
                         &ap,
-                        format!("endpoint address {:?} is not a valid FQDN or an IP address", we.address),
+                        format!(
+                            "endpoint address {:?} is not a valid FQDN or an IP address",
+                            we.address
+                        ),
                     );
                 }
             }
@@ -67,7 +79,10 @@ pub(crate) fn workload_entry(
         if let Some(sp) = service_ports
             && !sp.contains(&name.as_str())
         {
-            e.add(&pp, format!("endpoint port {port} is not defined by the service entry"));
+            e.add(
+                &pp,
+                format!("endpoint port {port} is not defined by the service entry"),
+            );
         }
         e.check(&pp, checks::port_name(name));
         e.check(&pp, checks::port(i64::from(*port)));
