@@ -97,6 +97,8 @@ impl ServerSpec {
                     nowhere.join("meshNetworks").display()
                 ),
                 "--log_output_level=default:warn".to_string(),
+                // ControlZ would otherwise take the fixed localhost:9876.
+                "--ctrlz_port=0".to_string(),
             ]);
         } else {
             args.push("--log_output_level=warn".to_string());
@@ -108,6 +110,9 @@ impl ServerSpec {
         match self.flavor {
             Flavor::Strait => vec![],
             Flavor::Istio => vec![
+                // See bench/istio/strait_bench_fakekube.go: pilot-discovery needs a
+                // Kubernetes client to start; this gives it Istio's in-memory one.
+                ("STRAIT_BENCH_FAKE_KUBE", "true".to_string()),
                 ("POD_NAMESPACE", "istio-system".to_string()),
                 ("POD_NAME", "istiod-bench".to_string()),
                 ("REVISION", "default".to_string()),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use strait_proto::istio;
 
 use crate::config::file::{ScanResult, SourceError};
@@ -17,19 +17,25 @@ use crate::model::{
     PushContextInput, ShardKey, Visibility,
 };
 use crate::push::request::{PushRequest, TriggerReason};
-use crate::registry::kube::{KubeRegistry, RegistryChange};
-use crate::registry::serviceentry;
+use crate::registry::kube::KubeRegistry;
+use crate::registry::serviceentry::{self, ExternalServices};
+use crate::registry::{Aggregate, RegistryEvent, ServiceDiscovery};
 
 pub struct Environment {
     pub mesh: Arc<istio::MeshConfig>,
     pub domain_suffix: String,
     pub endpoints: Arc<EndpointIndex>,
+    /// Kubernetes objects from the config directory.
+    kube: Arc<RwLock<KubeRegistry>>,
+    /// Services declared by ServiceEntries, recomputed on config changes.
+    external: Arc<RwLock<ExternalServices>>,
+    /// Every registry above, as one.
+    registry: Aggregate,
     state: Mutex<State>,
     push_counter: AtomicU64,
 }
 
 struct State {
-    kube: KubeRegistry,
     configs: BTreeMap<ConfigKey, IstioConfig>,
     errors: Vec<SourceError>,
     /// (namespace, host) pairs that currently hold ServiceEntry endpoints.
@@ -40,12 +46,20 @@ impl Environment {
     pub fn new(mesh: Arc<istio::MeshConfig>, domain_suffix: &str) -> Environment {
         let default_visibility =
             Visibility::from_export_to(&mesh.default_service_export_to, Visibility::Public);
+        let kube = Arc::new(RwLock::new(KubeRegistry::new(
+            domain_suffix,
+            default_visibility,
+        )));
+        let external = Arc::new(RwLock::new(ExternalServices::default()));
+        let registry = Aggregate::new(vec![kube.clone(), external.clone()]);
         Environment {
             mesh,
             domain_suffix: domain_suffix.to_string(),
             endpoints: Arc::new(EndpointIndex::new()),
+            kube,
+            external,
+            registry,
             state: Mutex::new(State {
-                kube: KubeRegistry::new(domain_suffix, default_visibility),
                 configs: BTreeMap::new(),
                 errors: Vec::new(),
                 external_hosts: BTreeSet::new(),
@@ -80,7 +94,7 @@ impl Environment {
                     state.configs.insert(config_key.clone(), cfg);
                     add_full(TriggerReason::Config, config_key);
                 }
-                Object::Kube(obj) => registry_changes.extend(state.kube.apply(obj)),
+                Object::Kube(obj) => registry_changes.extend(self.kube.write().apply(obj)),
             }
         }
         for key in scan.deleted {
@@ -93,9 +107,11 @@ impl Environment {
                         add_full(TriggerReason::Config, config_key);
                     }
                 }
-                None => {
-                    registry_changes.extend(state.kube.delete(&key.kind, &key.namespace, &key.name))
-                }
+                None => registry_changes.extend(self.kube.write().delete(
+                    &key.kind,
+                    &key.namespace,
+                    &key.name,
+                )),
             }
         }
         if scan.errors != state.errors {
@@ -110,17 +126,17 @@ impl Environment {
         let mut eds_hosts = Vec::new();
         for change in dedup(registry_changes) {
             match change {
-                RegistryChange::Service { namespace, name } => {
-                    let host = state.kube.hostname(&namespace, &name);
-                    self.refresh_kube_endpoints(&state.kube, &namespace, &name);
+                RegistryEvent::Service { namespace, name } => {
+                    let host = self.refresh_kube_endpoints(&namespace, &name).0;
                     add_full(
                         TriggerReason::Service,
                         ConfigKey::new(ConfigKind::Service, &namespace, &host),
                     );
                 }
-                RegistryChange::Endpoints { namespace, name } => {
-                    if self.refresh_kube_endpoints(&state.kube, &namespace, &name) {
-                        eds_hosts.push((namespace.clone(), state.kube.hostname(&namespace, &name)));
+                RegistryEvent::Endpoints { namespace, name } => {
+                    let (host, changed) = self.refresh_kube_endpoints(&namespace, &name);
+                    if changed {
+                        eds_hosts.push((namespace.clone(), host));
                     }
                 }
             }
@@ -137,16 +153,18 @@ impl Environment {
         out
     }
 
-    /// Recomputes a Kubernetes service's endpoints into the index; true if they changed.
-    fn refresh_kube_endpoints(&self, kube: &KubeRegistry, namespace: &str, name: &str) -> bool {
-        let host = kube.hostname(namespace, name);
-        let endpoints = kube.endpoints(namespace, name);
-        self.endpoints.update(
+    /// Recomputes a Kubernetes service's endpoints into the index: its hostname, and
+    /// whether they changed.
+    fn refresh_kube_endpoints(&self, namespace: &str, name: &str) -> (String, bool) {
+        let host = self.kube.read().hostname(namespace, name);
+        let endpoints = self.kube.endpoints(namespace, &host);
+        let changed = self.endpoints.update(
             &Arc::from(host.as_str()),
             namespace,
             ShardKey::kubernetes(),
             endpoints,
-        )
+        );
+        (host, changed)
     }
 
     /// ServiceEntry endpoints are recomputed whole: they change with config, which is a
@@ -159,14 +177,14 @@ impl Environment {
             &self.default_service_visibility(),
         );
         let mut now_present = BTreeSet::new();
-        for ((namespace, host), endpoints) in external.endpoints {
+        for ((namespace, host), endpoints) in &external.endpoints {
             self.endpoints.update(
                 &Arc::from(host.as_str()),
-                &namespace,
+                namespace,
                 ShardKey::external(),
-                endpoints,
+                endpoints.clone(),
             );
-            now_present.insert((namespace, host));
+            now_present.insert((namespace.clone(), host.clone()));
         }
         for (namespace, host) in state.external_hosts.difference(&now_present) {
             self.endpoints.update(
@@ -177,6 +195,7 @@ impl Environment {
             );
         }
         state.external_hosts = now_present;
+        *self.external.write() = external;
     }
 
     fn default_service_visibility(&self) -> Visibility {
@@ -188,18 +207,7 @@ impl Environment {
         let (services, configs, config_errors) = {
             let state = self.state.lock();
             let configs = snapshot_of(&state.configs);
-            let external = serviceentry::convert(
-                &configs.service_entries,
-                &configs.workload_entries,
-                &self.default_service_visibility(),
-            );
-            let services: Vec<_> = state
-                .kube
-                .services()
-                .into_iter()
-                .chain(external.services)
-                .map(Arc::new)
-                .collect();
+            let services: Vec<_> = self.registry.services().into_iter().map(Arc::new).collect();
             let errors = state
                 .errors
                 .iter()
@@ -265,7 +273,7 @@ fn snapshot_of(configs: &BTreeMap<ConfigKey, IstioConfig>) -> ConfigSnapshot {
     snap
 }
 
-fn dedup(changes: Vec<RegistryChange>) -> Vec<RegistryChange> {
+fn dedup(changes: Vec<RegistryEvent>) -> Vec<RegistryEvent> {
     changes
         .into_iter()
         .collect::<BTreeSet<_>>()

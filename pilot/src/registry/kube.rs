@@ -8,10 +8,11 @@ use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::{RegistryEvent, ServiceDiscovery};
 use super::kube_convert::{
     convert_endpoint_slice, convert_service, service_hostname, slice_service_name,
 };
-use crate::model::{Endpoint, HealthStatus, Service, Visibility};
+use crate::model::{Endpoint, HealthStatus, Provider, Service, Visibility};
 
 /// A Kubernetes object the registry understands.
 #[derive(Clone, Debug)]
@@ -21,14 +22,6 @@ pub enum KubeObject {
     Pod(Box<Pod>),
 }
 
-/// What a registry change means for pushes.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum RegistryChange {
-    /// The service itself changed (added, removed, ports...): a full push.
-    Service { namespace: String, name: String },
-    /// Only its endpoints may have changed: an EDS push if they did.
-    Endpoints { namespace: String, name: String },
-}
 
 type Key = (String, String);
 
@@ -61,7 +54,7 @@ impl KubeRegistry {
         }
     }
 
-    pub fn apply(&mut self, object: KubeObject) -> Vec<RegistryChange> {
+    pub fn apply(&mut self, object: KubeObject) -> Vec<RegistryEvent> {
         match object {
             KubeObject::Service(svc) => {
                 let Some(key) = key_of(&svc.metadata) else {
@@ -71,7 +64,7 @@ impl KubeRegistry {
                 if old.as_ref() == self.services.get(&key) {
                     return Vec::new();
                 }
-                vec![RegistryChange::Service {
+                vec![RegistryEvent::Service {
                     namespace: key.0,
                     name: key.1,
                 }]
@@ -103,11 +96,11 @@ impl KubeRegistry {
     }
 
     /// Deletes by kind name (`Service`, `EndpointSlice`, `Pod`).
-    pub fn delete(&mut self, kind: &str, namespace: &str, name: &str) -> Vec<RegistryChange> {
+    pub fn delete(&mut self, kind: &str, namespace: &str, name: &str) -> Vec<RegistryEvent> {
         let key = (namespace.to_string(), name.to_string());
         match kind {
             "Service" => match self.services.remove(&key) {
-                Some(_) => vec![RegistryChange::Service {
+                Some(_) => vec![RegistryEvent::Service {
                     namespace: key.0,
                     name: key.1,
                 }],
@@ -233,14 +226,14 @@ impl KubeRegistry {
         out
     }
 
-    fn slice_owner_change(&self, slice: Option<&EndpointSlice>) -> Vec<RegistryChange> {
+    fn slice_owner_change(&self, slice: Option<&EndpointSlice>) -> Vec<RegistryEvent> {
         let Some(slice) = slice else {
             return Vec::new();
         };
         let Some(service) = slice_service_name(slice) else {
             return Vec::new();
         };
-        vec![RegistryChange::Endpoints {
+        vec![RegistryEvent::Endpoints {
             namespace: slice
                 .metadata
                 .namespace
@@ -252,7 +245,7 @@ impl KubeRegistry {
 
     /// Services whose endpoints a pod feeds: through slices that point at it, or
     /// through selectors of services without slices.
-    fn pod_services(&self, key: &Key, pod: &Pod) -> Vec<RegistryChange> {
+    fn pod_services(&self, key: &Key, pod: &Pod) -> Vec<RegistryEvent> {
         let mut out = Vec::new();
         for slice in self.slices.values() {
             let points_here = slice.endpoints.iter().any(|e| {
@@ -276,7 +269,7 @@ impl KubeRegistry {
                 && !selector.is_empty()
                 && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
             {
-                out.push(RegistryChange::Endpoints {
+                out.push(RegistryEvent::Endpoints {
                     namespace: ns.clone(),
                     name: name.clone(),
                 });
@@ -286,7 +279,7 @@ impl KubeRegistry {
     }
 }
 
-fn dedup(mut changes: Vec<RegistryChange>) -> Vec<RegistryChange> {
+fn dedup(mut changes: Vec<RegistryEvent>) -> Vec<RegistryEvent> {
     let set: BTreeSet<_> = changes.drain(..).collect();
     set.into_iter().collect()
 }
@@ -319,6 +312,27 @@ fn resolve_target_port(target: Option<&IntOrString>, service_port: u16, pod: &Po
     }
 }
 
+/// The registry as a long-lived, shared source: sources write through the lock, push
+/// builds read through it.
+impl ServiceDiscovery for parking_lot::RwLock<KubeRegistry> {
+    fn provider(&self) -> Provider {
+        Provider::Kubernetes
+    }
+
+    fn services(&self) -> Vec<Service> {
+        self.read().services()
+    }
+
+    fn endpoints(&self, namespace: &str, hostname: &str) -> Vec<Endpoint> {
+        let registry = self.read();
+        let suffix = format!(".{namespace}.svc.{}", registry.domain_suffix);
+        match hostname.strip_suffix(&suffix) {
+            Some(name) => registry.endpoints(namespace, name),
+            None => Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,7 +354,7 @@ mod tests {
         let changes = reg.apply(obj("kind: Pod\nmetadata: {name: r1, namespace: default, labels: {app: reviews, version: v1}}\nspec: {containers: [{name: app, ports: [{name: web, containerPort: 8080}]}]}\nstatus: {podIP: 10.1.0.5}"));
         assert_eq!(
             changes,
-            vec![RegistryChange::Endpoints {
+            vec![RegistryEvent::Endpoints {
                 namespace: "default".into(),
                 name: "reviews".into()
             }]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use strait_proto::istio;
 
+use super::ServiceDiscovery;
 use crate::model::{
     Config, Endpoint, HealthStatus, Locality, Protocol, Provider, Resolution, Service, ServicePort,
     Visibility,
@@ -134,6 +135,26 @@ fn endpoints_of(
         }
     }
     out
+}
+
+/// ServiceEntries change only with config, so the registry is replaced whole on each
+/// config change and read through the lock.
+impl ServiceDiscovery for parking_lot::RwLock<ExternalServices> {
+    fn provider(&self) -> Provider {
+        Provider::External
+    }
+
+    fn services(&self) -> Vec<Service> {
+        self.read().services.clone()
+    }
+
+    fn endpoints(&self, namespace: &str, hostname: &str) -> Vec<Endpoint> {
+        self.read()
+            .endpoints
+            .get(&(namespace.to_string(), hostname.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

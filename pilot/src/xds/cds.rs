@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(t.max_pending_requests.as_ref().unwrap().value, 10);
         assert_eq!(t.max_requests.as_ref().unwrap().value, u32::MAX);
         assert_eq!(t.max_retries.as_ref().unwrap().value, u32::MAX);
-        assert!(t.track_remaining);
+        assert!(!t.track_remaining, "Istio leaves the remaining gauges off");
         let o = c.outlier_detection.as_ref().unwrap();
         assert_eq!(o.consecutive_5xx.as_ref().unwrap().value, 5);
         assert_eq!(o.enforcing_consecutive_5xx.as_ref().unwrap().value, 100);
@@ -157,8 +157,7 @@ mod tests {
         assert_eq!(
             istio_meta(c, "config"),
             Some(&Kind::StringValue(
-                "/apis/networking.istio.io/v1alpha3/namespaces/default/destination-rule/reviews"
-                    .into()
+                "/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews".into()
             ))
         );
         let Some(Kind::ListValue(services)) = istio_meta(c, "services") else {

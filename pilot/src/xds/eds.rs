@@ -57,7 +57,7 @@ fn assignment(proxy: &Proxy, push: &PushContext, name: &str) -> Option<ClusterLo
         .filter(|l| !key.subset.is_empty() && !l.is_empty());
     let eps = endpoints::select(push, &svc, port, labels);
     let mtls = endpoints::mtls_allowed(spec, key.subset, key.port);
-    let (groups, ep_labels) = endpoints::group(&eps, mtls);
+    let (groups, ep_labels) = endpoints::group(&eps, &svc, mtls);
     if groups.is_empty() {
         push.status.add(
             metric::EDS_NO_INSTANCES,

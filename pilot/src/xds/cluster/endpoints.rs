@@ -16,7 +16,9 @@ use strait_proto::istio::{ClientTlsMode, DestinationRule};
 
 use super::locality::EndpointLabels;
 use super::{address, ip_address, merge, metadata, uint32};
-use crate::model::{Config, Endpoint, HealthStatus, Locality, PushContext, Service, ServicePort};
+use crate::model::{
+    Config, Endpoint, HealthStatus, Locality, Provider, PushContext, Service, ServicePort,
+};
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -117,7 +119,12 @@ pub fn locality_label(l: &Locality) -> String {
 
 /// Groups sorted endpoints by locality; each group's weight is the sum of its endpoints'.
 /// The labels of each endpoint come along for `failoverPriority`.
-pub fn group(eps: &[Endpoint], mtls: bool) -> (Vec<LocalityLbEndpoints>, EndpointLabels<'_>) {
+pub fn group<'a>(
+    eps: &'a [Endpoint],
+    svc: &Service,
+    mtls: bool,
+) -> (Vec<LocalityLbEndpoints>, EndpointLabels<'a>) {
+    let health = health_status(svc);
     let mut groups: Vec<LocalityLbEndpoints> = Vec::new();
     let mut labels: EndpointLabels<'_> = Vec::new();
     let mut current: Option<&Locality> = None;
@@ -131,7 +138,7 @@ pub fn group(eps: &[Endpoint], mtls: bool) -> (Vec<LocalityLbEndpoints>, Endpoin
             labels.push(Vec::new());
         }
         if let (Some(g), Some(l)) = (groups.last_mut(), labels.last_mut()) {
-            g.lb_endpoints.push(lb_endpoint(ep, mtls));
+            g.lb_endpoints.push(lb_endpoint(ep, mtls, health));
             l.push(&ep.labels);
         }
     }
@@ -154,13 +161,22 @@ pub fn envoy_locality(l: &Locality) -> EnvoyLocality {
     }
 }
 
-pub fn lb_endpoint(ep: &Endpoint, mtls: bool) -> LbEndpoint {
+/// Kubernetes endpoints are sent as HEALTHY; ServiceEntry endpoints leave the status
+/// unset (UNKNOWN, which Envoy also routes to), as Istio's registries do.
+fn health_status(svc: &Service) -> i32 {
+    match svc.provider {
+        Provider::Kubernetes => EnvoyHealth::Healthy as i32,
+        Provider::External => EnvoyHealth::Unknown as i32,
+    }
+}
+
+pub fn lb_endpoint(ep: &Endpoint, mtls: bool, health_status: i32) -> LbEndpoint {
     LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(EnvoyEndpoint {
             address: Some(ip_address(ep.address, u32::from(ep.endpoint_port))),
             ..Default::default()
         })),
-        health_status: EnvoyHealth::Healthy as i32,
+        health_status,
         metadata: Some(metadata::endpoint(ep, mtls)),
         load_balancing_weight: uint32(ep.weight.max(1)),
     }
@@ -176,7 +192,7 @@ pub fn dns_host(svc: &Service, port: u16) -> LocalityLbEndpoints {
                 address: Some(address(&svc.hostname, u32::from(port))),
                 ..Default::default()
             })),
-            health_status: EnvoyHealth::Healthy as i32,
+            health_status: EnvoyHealth::Unknown as i32,
             metadata: Some(metadata::service_workload(svc)),
             load_balancing_weight: uint32(1),
         }],

@@ -14,8 +14,8 @@ pub const ISTIO: &str = "istio";
 /// The key Envoy matches `transport_socket_matches` against.
 pub const TRANSPORT_SOCKET_MATCH: &str = "envoy.transport_socket_match";
 
-/// DestinationRule's kind in config paths; Istio's internal kind still carries v1alpha3.
-const DESTINATION_RULE_PATH: &str = "/apis/networking.istio.io/v1alpha3/namespaces";
+/// Where config paths of DestinationRules start (Istio names the v1 API there).
+const DESTINATION_RULE_PATH: &str = "/apis/networking.istio.io/v1/namespaces";
 
 /// The registry cluster every endpoint comes from until multi-cluster exists.
 const CLUSTER_ID: &str = "Kubernetes";
@@ -70,7 +70,7 @@ fn service_value(svc: &Service) -> Value {
     ]))
 }
 
-/// `config: /apis/networking.istio.io/v1alpha3/namespaces/<ns>/destination-rule/<name>`.
+/// `config: /apis/networking.istio.io/v1/namespaces/<ns>/destination-rule/<name>`.
 pub fn set_destination_rule(metadata: &mut Option<Metadata>, meta: &ConfigMeta) {
     let path = format!(
         "{DESTINATION_RULE_PATH}/{}/destination-rule/{}",
@@ -100,9 +100,10 @@ pub fn endpoint(ep: &Endpoint, mtls: bool) -> Metadata {
     build_endpoint(tls_mode, &ep.labels, &ep.workload_name, &ep.namespace)
 }
 
-/// Metadata of an endpoint that only the service describes (a DNS host).
+/// Metadata of an endpoint that only the service describes (a DNS host): the declaring
+/// object stands in for the workload, as in Istio's ServiceEntry registry.
 pub fn service_workload(svc: &Service) -> Metadata {
-    build_endpoint("", &svc.labels, "", &svc.namespace)
+    build_endpoint("", &svc.labels, &svc.name, &svc.namespace)
 }
 
 fn build_endpoint(

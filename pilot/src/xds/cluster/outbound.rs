@@ -213,7 +213,7 @@ impl PortContext<'_> {
         let eps = endpoints::select(self.push, self.svc, self.port, labels);
         let mtls =
             endpoints::mtls_allowed(self.rule.map(|r| r.spec.as_ref()), subset, self.port.port);
-        let (mut groups, _) = endpoints::group(&eps, mtls);
+        let (mut groups, _) = endpoints::group(&eps, self.svc, mtls);
         if groups.is_empty() && self.resolves_own_host(labels) {
             let target = self.port.target_port.unwrap_or(self.port.port);
             groups.push(endpoints::dns_host(self.svc, target));

@@ -74,14 +74,14 @@ pub fn apply(draft: &mut ClusterDraft, input: &PolicyInput<'_>) {
 }
 
 /// Istio lifts Envoy's circuit-breaker defaults (1024 connections, 3 retries, ...) to
-/// "unlimited" so that they never trip unless a DestinationRule asks for it.
+/// "unlimited" so that they never trip unless a DestinationRule asks for it. The
+/// `remaining` gauges stay off (`DISABLE_TRACK_REMAINING_CB_METRICS` defaults to true).
 pub fn default_thresholds() -> Thresholds {
     Thresholds {
         max_connections: uint32(u32::MAX),
         max_pending_requests: uint32(u32::MAX),
         max_requests: uint32(u32::MAX),
         max_retries: uint32(u32::MAX),
-        track_remaining: true,
         ..Default::default()
     }
 }
@@ -259,7 +259,7 @@ mod tests {
         assert_eq!(t.max_pending_requests.as_ref().unwrap().value, u32::MAX);
         assert_eq!(t.max_requests.as_ref().unwrap().value, u32::MAX);
         assert_eq!(t.max_retries.as_ref().unwrap().value, u32::MAX);
-        assert!(t.track_remaining);
+        assert!(!t.track_remaining);
         assert_eq!(d.cluster.connect_timeout.as_ref().unwrap().seconds, 10);
         assert!(d.http.is_none(), "no HTTP options without limits");
         assert!(d.cluster.upstream_connection_options.is_none());

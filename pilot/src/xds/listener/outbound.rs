@@ -146,50 +146,8 @@ fn add_service_port(
     }
     let key = (port.port, bind.clone());
     let existing = entries.get(&key).map(|e| e.protocol);
-    let on_wildcard = bind == ctx.wildcard;
-    let mut entry_protocol = port.protocol;
-    let (chains, conflict) = match protocol {
-        ListenerProtocol::Http => {
-            let conflict = match existing {
-                None => Conflict::None,
-                Some(p) if p.is_tcp() => Conflict::Merge,
-                Some(_) => return,
-            };
-            let mut chain = ChainOpts::http(port.port.to_string());
-            if on_wildcard {
-                // Unknown TCP to this port must still pass through, so HTTP is sniffed.
-                chain = chain.sniffed_http();
-                entry_protocol = Protocol::Unsupported;
-            }
-            (vec![chain], conflict)
-        }
-        ListenerProtocol::Tcp => {
-            let conflict = match existing {
-                None => Conflict::None,
-                Some(p) if p.is_http() => Conflict::Merge,
-                Some(_) => Conflict::MergeKeep,
-            };
-            (
-                tcp_chains(ctx, virtual_services, svc, port, &bind),
-                conflict,
-            )
-        }
-        ListenerProtocol::Auto => {
-            let conflict = match existing {
-                None => Conflict::None,
-                Some(p) if p.is_http() => Conflict::None,
-                Some(p) if p.is_tcp() => Conflict::Merge,
-                Some(_) => return,
-            };
-            let rds = if on_wildcard {
-                port.port.to_string()
-            } else {
-                format!("{}:{}", svc.hostname, port.port)
-            };
-            let mut chains = tcp_chains(ctx, virtual_services, svc, port, &bind);
-            chains.push(ChainOpts::http(rds).sniffed_http());
-            (chains, conflict)
-        }
+    let Some(conflict) = conflict(protocol, existing) else {
+        return;
     };
     if let Some(current) = existing
         && !well_known_ports_compatible(port.protocol, current)
@@ -197,17 +155,16 @@ fn add_service_port(
         tracing::warn!(port = port.port, incoming = %port.protocol, existing = %current, "conflict on a well-known port");
         return;
     }
+    let (chains, entry_protocol) = plan_chains(ctx, virtual_services, svc, port, protocol, &bind);
     match conflict {
         Conflict::None => {
-            entries.insert(
-                key,
-                Entry {
-                    service_port: port.clone(),
-                    bind,
-                    chains,
-                    protocol: entry_protocol,
-                },
-            );
+            let entry = Entry {
+                service_port: port.clone(),
+                bind,
+                chains,
+                protocol: entry_protocol,
+            };
+            entries.insert(key, entry);
         }
         Conflict::Merge | Conflict::MergeKeep => {
             if let Some(entry) = entries.get_mut(&key) {
@@ -216,6 +173,59 @@ fn add_service_port(
                     entry.protocol = Protocol::Unsupported;
                 }
             }
+        }
+    }
+}
+
+/// What to do when a listener already exists at the address; `None` means the new service
+/// port adds nothing (the listener already serves its protocol).
+fn conflict(incoming: ListenerProtocol, existing: Option<Protocol>) -> Option<Conflict> {
+    let Some(current) = existing else {
+        return Some(Conflict::None);
+    };
+    match incoming {
+        ListenerProtocol::Http if current.is_tcp() => Some(Conflict::Merge),
+        ListenerProtocol::Http => None,
+        ListenerProtocol::Tcp if current.is_http() => Some(Conflict::Merge),
+        ListenerProtocol::Tcp => Some(Conflict::MergeKeep),
+        // Sniffing replaces a plain HTTP listener outright.
+        ListenerProtocol::Auto if current.is_http() => Some(Conflict::None),
+        ListenerProtocol::Auto if current.is_tcp() => Some(Conflict::Merge),
+        ListenerProtocol::Auto => None,
+    }
+}
+
+/// The chains a service port contributes, and the protocol its listener then has.
+fn plan_chains(
+    ctx: &ListenerContext<'_>,
+    virtual_services: &[VirtualServiceView],
+    svc: &Service,
+    port: &ServicePort,
+    protocol: ListenerProtocol,
+    bind: &str,
+) -> (Vec<ChainOpts>, Protocol) {
+    let on_wildcard = bind == ctx.wildcard;
+    match protocol {
+        // On the wildcard address unknown TCP must still pass through, so HTTP is sniffed.
+        ListenerProtocol::Http if on_wildcard => (
+            vec![ChainOpts::http(port.port.to_string()).sniffed_http()],
+            Protocol::Unsupported,
+        ),
+        ListenerProtocol::Http => (vec![ChainOpts::http(port.port.to_string())], port.protocol),
+        ListenerProtocol::Tcp => (
+            tcp_chains(ctx, virtual_services, svc, port, bind),
+            port.protocol,
+        ),
+        ListenerProtocol::Auto => {
+            // A sniffed service on its own VIP gets routes of its own.
+            let rds = if on_wildcard {
+                port.port.to_string()
+            } else {
+                format!("{}:{}", svc.hostname, port.port)
+            };
+            let mut chains = tcp_chains(ctx, virtual_services, svc, port, bind);
+            chains.push(ChainOpts::http(rds).sniffed_http());
+            (chains, port.protocol)
         }
     }
 }

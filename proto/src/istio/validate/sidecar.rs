@@ -122,7 +122,17 @@ fn ingress(e: &mut Errors, p: &str, l: &IstioIngressListener, ports: &mut Vec<u3
                 "cannot set mode to ISTIO_MUTUAL or AUTO_PASSTHROUGH in sidecar ingress tls",
             );
         }
-        let with_files = t.credential_name.is_empty();
+        if !t.credential_names.is_empty()
+            && (!t.credential_name.is_empty() || !t.tls_certificates.is_empty())
+        {
+            e.add(
+                at(&tp, "credentialNames"),
+                "only one of credentialName, credentialNames or tlsCertificates may be set",
+            );
+        }
+        let with_files = t.credential_name.is_empty()
+            && t.credential_names.is_empty()
+            && t.tls_certificates.is_empty();
         if with_files
             && matches!(
                 t.mode,
