@@ -9,7 +9,8 @@ use strait_proto::envoy::service::discovery::v3::{
 use strait_proto::xds::any::Any;
 use strait_proto::xds::type_url;
 
-use super::watch::{Decision, Scope, Sent, Watch, Watches, resource_version};
+use super::version::resource_version;
+use super::watch::{Decision, Scope, Sent, Watch, Watches};
 use crate::xds::Resource;
 
 /// Applies a request to the connection's watches and says whether to respond.

@@ -3,6 +3,7 @@
 //!
 //! - `watch`: per-type subscription state and the decisions requests lead to.
 //! - `sotw`, `delta`: the protocol state machines, pure and unit-tested.
+//! - `version`: content hashes that let delta pushes skip unchanged resources.
 //! - `queue`: the de-duplicating push queue.
 //! - `connection`: the per-stream task (requests, pushes, sends).
 //! - `server`: `XdsServer`, the tonic service and the throttled push sender.
@@ -13,6 +14,7 @@ mod node;
 pub mod queue;
 mod server;
 pub mod sotw;
+pub mod version;
 pub mod watch;
 
 pub use node::{proxy_from_node, struct_to_json};

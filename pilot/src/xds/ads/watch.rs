@@ -191,19 +191,6 @@ pub fn nonce(version: &str) -> String {
     format!("{version}{}", uuid::Uuid::new_v4())
 }
 
-/// A version for one encoded resource (FNV-1a over its bytes): equal bytes, equal
-/// version, on every connection and across restarts.
-pub fn resource_version(type_url: &str, bytes: &[u8]) -> String {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0100_0000_01b3;
-    let mut hash = OFFSET;
-    for b in type_url.as_bytes().iter().chain(bytes) {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(PRIME);
-    }
-    format!("{hash:016x}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,15 +219,6 @@ mod tests {
                 "type.googleapis.com/zzz.Other".to_string(),
             ]
         );
-    }
-
-    #[test]
-    fn resource_versions_follow_content() {
-        let a = resource_version(type_url::CLUSTER, b"abc");
-        assert_eq!(a, resource_version(type_url::CLUSTER, b"abc"));
-        assert_ne!(a, resource_version(type_url::CLUSTER, b"abd"));
-        assert_ne!(a, resource_version(type_url::LISTENER, b"abc"));
-        assert_eq!(a.len(), 16);
     }
 
     #[test]

@@ -11,7 +11,6 @@ use strait_proto::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use strait_proto::envoy::config::endpoint::v3::{
     Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
 };
-
 use strait_proto::istio::{ClientTlsMode, DestinationRule};
 
 use super::locality::EndpointLabels;
@@ -40,13 +39,7 @@ pub fn select(
         .filter(|ep| subset.is_none_or(|labels| ep.matches_labels(labels)))
         .cloned()
         .collect();
-    out.sort_by(|a, b| {
-        (locality_label(&a.locality), a.address, a.endpoint_port).cmp(&(
-            locality_label(&b.locality),
-            b.address,
-            b.endpoint_port,
-        ))
-    });
+    out.sort_by_cached_key(|ep| (locality_label(&ep.locality), ep.address, ep.endpoint_port));
     out
 }
 

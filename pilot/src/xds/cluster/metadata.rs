@@ -8,7 +8,7 @@ use strait_proto::envoy::config::core::v3::Metadata;
 use strait_proto::google::protobuf::value::Kind;
 use strait_proto::google::protobuf::{ListValue, Struct, Value};
 
-use crate::model::{ConfigMeta, Endpoint, Service};
+use crate::model::{ConfigMeta, Endpoint, Provider, Service};
 
 pub const ISTIO: &str = "istio";
 /// The key Envoy matches `transport_socket_matches` against.
@@ -62,10 +62,16 @@ pub fn set_services<'a>(
     );
 }
 
+/// ServiceEntry services are named by their host in Istio's model, Kubernetes ones by
+/// the Service's name.
 fn service_value(svc: &Service) -> Value {
+    let name = match svc.provider {
+        Provider::Kubernetes => svc.name.as_str(),
+        Provider::External => svc.hostname.as_ref(),
+    };
     structure(HashMap::from([
         ("host".to_string(), string(svc.hostname.as_ref())),
-        ("name".to_string(), string(svc.name.clone())),
+        ("name".to_string(), string(name)),
         ("namespace".to_string(), string(svc.namespace.clone())),
     ]))
 }

@@ -28,7 +28,8 @@ use strait_proto::xds::any;
 use super::{ClusterDraft, metadata, protocol};
 
 pub const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
-pub const RAW_BUFFER_SOCKET: &str = "envoy.transport_sockets.raw_buffer";
+/// Istio's name for the plain socket it wraps in the PROXY protocol one.
+pub const RAW_BUFFER_SOCKET: &str = "raw_buffer";
 pub const PROXY_PROTOCOL_SOCKET: &str = "envoy.transport_sockets.upstream_proxy_protocol";
 
 /// Where Istio's `caCertificates: system` points on Debian-family images.
