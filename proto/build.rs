@@ -75,6 +75,7 @@ const ROOT_FILES: &[&str] = &[
     "envoy/extensions/access_loggers/stream/v3/stream.proto",
     // Small extensions Istio puts into routes, HCMs and bootstraps.
     "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
+    "envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config.proto",
     "envoy/extensions/request_id/uuid/v3/uuid.proto",
     "envoy/extensions/bootstrap/internal_listener/v3/internal_listener.proto",
     "envoy/extensions/http/header_formatters/preserve_case/v3/preserve_case.proto",

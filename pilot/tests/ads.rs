@@ -699,21 +699,3 @@ async fn stuck_proxy_does_not_block_pushes_to_others() {
     h.push_full("v8", &services);
     assert_eq!(live.recv().await.version_info, "v8");
 }
-
-#[test]
-fn tmp_debug_cds_determinism() {
-    let index = Arc::new(EndpointIndex::new());
-    let p = strait_pilot::model::Proxy::from_node("sidecar~10.0.0.1~app.default~default.svc.cluster.local", Default::default(), Locality::default()).unwrap();
-    let c1 = context("v1", &names(&["echo"]), &index);
-    let c1b = context("v1", &names(&["echo"]), &index);
-    let c2 = context("v2", &names(&["echo", "extra"]), &index);
-    let get = |c: &PushContext| strait_pilot::xds::generate(type_url::CLUSTER, &p, c, &[]).into_iter().find(|r| r.name == cluster_of("echo")).unwrap();
-    let a = get(&c1); let a2 = get(&c1); let b = get(&c1b); let d = get(&c2);
-    println!("same ctx equal: {}", a == a2);
-    println!("rebuilt ctx equal: {}", a == b);
-    println!("ctx with extra equal: {}", a == d);
-    let ca: Cluster = any::unpack(&a.body).unwrap();
-    let cd: Cluster = any::unpack(&d.body).unwrap();
-    println!("A {:#?}", ca);
-    println!("D {:#?}", cd);
-}

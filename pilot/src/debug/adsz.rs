@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::respond::{self, Params, Source};
@@ -94,7 +94,7 @@ pub(crate) async fn adsz(State(source): State<Source>, Query(params): Query<Para
     let connections = match respond::proxy_id(&params) {
         Some(id) => match respond::find_connection(&*source, id) {
             Some(con) => vec![con],
-            None => return respond::text(StatusCode::NOT_FOUND, respond::NOT_CONNECTED),
+            None => return respond::Rejection::NotConnected.into_response(),
         },
         None => respond::sorted_connections(&*source),
     };

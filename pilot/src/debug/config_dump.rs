@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use prost::Message;
 use strait_proto::envoy::admin::v3::{
     BootstrapConfigDump, ClustersConfigDump, ConfigDump, EcdsConfigDump, EndpointsConfigDump,
@@ -265,7 +265,7 @@ fn internal_error(e: &XdsError) -> Response {
 fn dump_response(source: &Source, params: &Params) -> Response {
     let con = match respond::require_connection(&**source, params) {
         Ok(con) => con,
-        Err(response) => return response,
+        Err(rejection) => return rejection.into_response(),
     };
     let push = source.push_context();
     let dumper = Dumper::new(&con, &push);

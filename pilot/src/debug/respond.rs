@@ -18,8 +18,8 @@ pub(crate) type Source = Arc<dyn DebugSource>;
 /// Query parameters; a bare `?pretty` arrives as `pretty` → "".
 pub(crate) type Params = HashMap<String, String>;
 
-pub(crate) const NO_PROXY_ID: &str = "You must provide a proxyID in the query string\n";
-pub(crate) const NOT_CONNECTED: &str =
+const NO_PROXY_ID: &str = "You must provide a proxyID in the query string\n";
+const NOT_CONNECTED: &str =
     "Proxy not connected to this Pilot instance. It may be connected to another instance.\n";
 
 /// `value` as JSON, pretty-printed when the query has `pretty`.
@@ -90,13 +90,27 @@ pub(crate) fn proxy_id(params: &Params) -> Option<&str> {
         .filter(|p| !p.is_empty())
 }
 
-/// The connection named by `?proxyID=`, or the 400/404 Istio answers with.
+/// Why `?proxyID=` named no connection; answered as Istio does (400 / 404).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    NoProxyId,
+    NotConnected,
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        match self {
+            Rejection::NoProxyId => text(StatusCode::BAD_REQUEST, NO_PROXY_ID),
+            Rejection::NotConnected => text(StatusCode::NOT_FOUND, NOT_CONNECTED),
+        }
+    }
+}
+
+/// The connection named by `?proxyID=`.
 pub(crate) fn require_connection(
     source: &dyn DebugSource,
     params: &Params,
-) -> Result<ConnectionStatus, Response> {
-    let Some(id) = proxy_id(params) else {
-        return Err(text(StatusCode::BAD_REQUEST, NO_PROXY_ID));
-    };
-    find_connection(source, id).ok_or_else(|| text(StatusCode::NOT_FOUND, NOT_CONNECTED))
+) -> Result<ConnectionStatus, Rejection> {
+    let id = proxy_id(params).ok_or(Rejection::NoProxyId)?;
+    find_connection(source, id).ok_or(Rejection::NotConnected)
 }
