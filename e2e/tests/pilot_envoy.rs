@@ -2,6 +2,9 @@
 //! control-plane issue. Each scenario runs with state-of-the-world (GRPC) and delta
 //! (DELTA_GRPC) ADS. Needs root (network namespaces, iptables) and Envoy 1.40.
 
+// Test code: a failed step should stop the test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

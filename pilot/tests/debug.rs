@@ -1,6 +1,10 @@
 //! The debug and monitoring HTTP servers, driven over real sockets with a fake
 //! `DebugSource` built from a real PushContext.
 
+// The fixtures and the HTTP helper are shared by the tests but are not `#[test]`
+// functions themselves, so clippy.toml's allowance for tests does not reach them.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -113,12 +113,24 @@ mod tests {
 
     #[test]
     fn merges_registries_and_finds_service_targets() {
-        let kube = Fixed(Provider::Kubernetes, service("a.default.svc.cluster.local"), vec![endpoint("10.0.0.1")]);
-        let external = Fixed(Provider::External, service("b.example.com"), vec![endpoint("10.0.0.2")]);
+        let kube = Fixed(
+            Provider::Kubernetes,
+            service("a.default.svc.cluster.local"),
+            vec![endpoint("10.0.0.1")],
+        );
+        let external = Fixed(
+            Provider::External,
+            service("b.example.com"),
+            vec![endpoint("10.0.0.2")],
+        );
         let agg = Aggregate::new(vec![Arc::new(kube), Arc::new(external)]);
         assert_eq!(agg.services().len(), 2);
         assert_eq!(agg.endpoints("default", "b.example.com").len(), 1);
-        assert_eq!(agg.endpoints_for_port("default", "b.example.com", "grpc").len(), 0);
+        assert_eq!(
+            agg.endpoints_for_port("default", "b.example.com", "grpc")
+                .len(),
+            0
+        );
         let proxy = Proxy::from_node(
             "sidecar~10.0.0.2~b-1.default~default.svc.cluster.local",
             Default::default(),

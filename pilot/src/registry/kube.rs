@@ -8,10 +8,10 @@ use k8s_openapi::api::core::v1::{Pod, Service as KubeService};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{RegistryEvent, ServiceDiscovery};
 use super::kube_convert::{
     convert_endpoint_slice, convert_service, service_hostname, slice_service_name,
 };
+use super::{RegistryEvent, ServiceDiscovery};
 use crate::model::{Endpoint, HealthStatus, Provider, Service, Visibility};
 
 /// A Kubernetes object the registry understands.
@@ -21,7 +21,6 @@ pub enum KubeObject {
     EndpointSlice(Box<EndpointSlice>),
     Pod(Box<Pod>),
 }
-
 
 type Key = (String, String);
 

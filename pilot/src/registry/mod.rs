@@ -33,7 +33,12 @@ pub trait ServiceDiscovery: Send + Sync {
     fn endpoints(&self, namespace: &str, hostname: &str) -> Vec<Endpoint>;
 
     /// The endpoints of one service port.
-    fn endpoints_for_port(&self, namespace: &str, hostname: &str, port_name: &str) -> Vec<Endpoint> {
+    fn endpoints_for_port(
+        &self,
+        namespace: &str,
+        hostname: &str,
+        port_name: &str,
+    ) -> Vec<Endpoint> {
         self.endpoints(namespace, hostname)
             .into_iter()
             .filter(|e| e.service_port_name == port_name)

@@ -181,6 +181,7 @@ impl XdsServer {
             sender_started: AtomicBool::new(false),
         });
         shared.ensure_sender();
+        super::version::preload();
         Arc::new(XdsServer { shared })
     }
 

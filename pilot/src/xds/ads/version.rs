@@ -30,6 +30,11 @@ pub fn resource_version(type_url: &str, bytes: &[u8]) -> String {
     format!("{hash:016x}")
 }
 
+/// Loads the message schemas now rather than on the first delta response.
+pub fn preload() {
+    let _ = schema();
+}
+
 /// Message-typed fields of one message; scalar fields need no schema.
 #[derive(Debug, Clone)]
 enum Field {
