@@ -158,6 +158,67 @@ async fn envoy_acks_everything_with_istio_names(api: AdsApi) {
         metric(&metrics, "pilot_xds_pushes{type=\"cds\"}") >= 1.0,
         "{metrics}"
     );
+    for name in [
+        "pilot_proxy_convergence_time_bucket",
+        "pilot_pushcontext_init_seconds_bucket",
+        "pilot_xds_push_time_bucket",
+        "pilot_xds_config_size_bytes_bucket",
+        "pilot_debounce_time_bucket",
+        "pilot_services ",
+    ] {
+        assert!(metrics.contains(name), "metric {name} missing:\n{metrics}");
+    }
+    assert_eq!(
+        metric(&metrics, "pilot_services"),
+        4.0,
+        "the example has 4 services"
+    );
+
+    // The debug endpoints describe the same state Envoy has.
+    let p = &mesh.pilot;
+    let adsz = p.get_json("/debug/adsz").await.unwrap();
+    assert_eq!(adsz["totalClients"], 1, "{adsz:#}");
+    let connection = adsz["clients"][0]["connectionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        connection.starts_with("productpage-v1.default-"),
+        "{connection}"
+    );
+    let dump = p
+        .get_json("/debug/config_dump?proxyID=productpage-v1")
+        .await
+        .unwrap();
+    let dump_text = dump.to_string();
+    assert!(dump_text.contains(&format!("outbound|9080|v1|{REVIEWS}")));
+    assert!(dump_text.contains("virtualOutbound"));
+    assert_eq!(
+        p.get("/debug/config_dump").await.unwrap().status,
+        400,
+        "proxyID is required"
+    );
+    let registry = p.get_json("/debug/registryz").await.unwrap();
+    assert_eq!(registry.as_array().map(Vec::len), Some(4), "{registry:#}");
+    let shards = p.get_json("/debug/endpointShardz").await.unwrap();
+    assert_eq!(
+        shards[REVIEWS]["default"]["Shards"]["Kubernetes/Kubernetes"]
+            .as_array()
+            .map(Vec::len),
+        Some(3),
+        "three reviews pods: {shards:#}"
+    );
+    let configz = p.get_json("/debug/configz").await.unwrap();
+    assert!(
+        configz
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["kind"] == "VirtualService" && c["metadata"]["name"] == "reviews"),
+        "{configz:#}"
+    );
+    let connections = p.get_json("/debug/connections").await.unwrap();
+    assert_eq!(connections["totalClients"], 1);
 }
 
 async fn weighted_and_header_routing(api: AdsApi) {
