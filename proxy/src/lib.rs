@@ -1,0 +1,3 @@
+//! strait-proxy: an Envoy-compatible sidecar proxy driven over ADS.
+
+pub mod config;
