@@ -1,3 +1,4 @@
 //! strait-proxy: an Envoy-compatible sidecar proxy driven over ADS.
 
 pub mod config;
+pub mod listener;

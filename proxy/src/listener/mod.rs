@@ -1,0 +1,6 @@
+//! Listeners: accepting connections, the original-destination handoff, listener
+//! filters (TLS and HTTP inspectors) and filter-chain selection.
+
+pub mod filter_chain;
+pub mod inspect;
+pub mod original_dst;
