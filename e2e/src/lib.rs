@@ -14,6 +14,7 @@ pub mod bins;
 pub mod capture;
 pub mod client;
 pub mod envoy;
+pub mod kube;
 pub mod mesh;
 pub mod netns;
 pub mod pilot;

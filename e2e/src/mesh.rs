@@ -201,7 +201,8 @@ impl BookinfoMesh {
         SocketAddr::from(([10, 96, 0, last], APP_PORT))
     }
 
-    /// Waits until the sidecar has the listeners, clusters and routes the example needs.
+    /// Waits until the sidecar has the listeners, clusters and routes the example needs,
+    /// and none of them is still warming (a warming listener does not take traffic yet).
     pub async fn wait_configured(&self, timeout: Duration) -> Result<()> {
         self.envoy
             .wait_for("sidecar configured by pilot-discovery", timeout, |dump| {
@@ -210,8 +211,16 @@ impl BookinfoMesh {
                     && text.contains("outbound|9080|v1|reviews.default.svc.cluster.local")
                     && text.contains("\"9080\"")
             })
-            .await
-            .map(|_| ())
+            .await?;
+        crate::wait_until("sidecar listeners and clusters warmed", timeout, || async {
+            let stats = self.envoy.stats().await?;
+            let stat = |name: &str| crate::envoy::parse_stat(&stats, name).unwrap_or(0);
+            Ok(stat("listener_manager.total_listeners_warming") == 0
+                && stat("listener_manager.total_listeners_active") >= 3
+                && stat("cluster_manager.warming_clusters") == 0
+                && stat("http.outbound_0.0.0.0_9080;.rds.9080.update_success") > 0)
+        })
+        .await
     }
 }
 

@@ -289,12 +289,13 @@ async fn virtual_service_http_features(api: AdsApi) {
     let client = &mesh.client;
 
     let r = client.send(addr, &get("/abort")).await.unwrap();
-    assert_eq!(r.status, 418, "fault abort: {}", r.text());
+    assert_eq!(r.status, 418, "fault abort: {} {:?}", r.text(), r.headers);
 
     let r = client.send(addr, &get("/slowly")).await.unwrap();
     assert_eq!(r.status, 200);
     assert!(
-        r.elapsed >= Duration::from_secs(1),
+        // Envoy's timer may fire a hair early as seen from the client.
+        r.elapsed >= Duration::from_millis(950),
         "fault delay of 1s, took {:?}",
         r.elapsed
     );

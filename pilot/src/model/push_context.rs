@@ -1,10 +1,11 @@
 //! PushContext: an immutable, indexed snapshot of the mesh, built once per full push
 //! and shared (`Arc`) by every proxy's generators.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use parking_lot::Mutex;
 use strait_proto::istio;
 
 use super::config::Config;
@@ -59,11 +60,25 @@ pub struct PushContext {
     /// Sorted by hostname then namespace.
     services: Vec<Arc<Service>>,
     services_by_host: HashMap<Hostname, Vec<Arc<Service>>>,
-    /// VirtualServices bound to the mesh gateway, in precedence order (oldest first).
-    mesh_virtual_services: Vec<Config<istio::VirtualService>>,
-    destination_rules: Vec<Config<istio::DestinationRule>>,
+    /// VirtualServices bound to the mesh gateway, in precedence order (oldest first),
+    /// each with its hosts resolved to FQDNs.
+    mesh_virtual_services: Vec<(Config<istio::VirtualService>, Vec<String>)>,
+    /// In precedence order, each with its host resolved; indexed by exact host, with
+    /// wildcard hosts kept apart (there are few).
+    destination_rules: Vec<(Config<istio::DestinationRule>, String)>,
+    destination_rules_by_host: HashMap<String, Vec<usize>>,
+    wildcard_destination_rules: Vec<usize>,
+    /// What every proxy of a namespace sees, computed on first use.
+    namespace_views: Mutex<HashMap<String, Arc<NamespaceView>>>,
     pub configs: ConfigSnapshot,
     pub init_duration: std::time::Duration,
+}
+
+/// The part of a proxy's view that depends only on its namespace.
+#[derive(Debug)]
+struct NamespaceView {
+    services: Vec<Arc<Service>>,
+    virtual_services: Vec<VirtualServiceView>,
 }
 
 impl std::fmt::Debug for PushContext {
@@ -100,6 +115,7 @@ impl PushContext {
                 .push(svc.clone());
         }
 
+        let domain = input.domain_suffix.as_str();
         let mut mesh_virtual_services: Vec<_> = input
             .configs
             .virtual_services
@@ -107,12 +123,40 @@ impl PushContext {
             .filter(|vs| {
                 vs.spec.gateways.is_empty() || vs.spec.gateways.iter().any(|g| g == "mesh")
             })
-            .cloned()
+            .map(|vs| {
+                let hosts = vs
+                    .spec
+                    .hosts
+                    .iter()
+                    .map(|h| resolve_short_name(h, &vs.meta.namespace, domain))
+                    .collect();
+                (vs.clone(), hosts)
+            })
             .collect();
-        mesh_virtual_services.sort_by(|a, b| a.precedence_key().cmp(&b.precedence_key()));
+        mesh_virtual_services.sort_by(|a, b| a.0.precedence_key().cmp(&b.0.precedence_key()));
 
-        let mut destination_rules = input.configs.destination_rules.clone();
-        destination_rules.sort_by(|a, b| a.precedence_key().cmp(&b.precedence_key()));
+        let mut destination_rules: Vec<_> = input
+            .configs
+            .destination_rules
+            .iter()
+            .map(|dr| {
+                let host = resolve_short_name(&dr.spec.host, &dr.meta.namespace, domain);
+                (dr.clone(), host)
+            })
+            .collect();
+        destination_rules.sort_by(|a, b| a.0.precedence_key().cmp(&b.0.precedence_key()));
+        let mut destination_rules_by_host: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut wildcard_destination_rules = Vec::new();
+        for (i, (_, host)) in destination_rules.iter().enumerate() {
+            if host.starts_with('*') {
+                wildcard_destination_rules.push(i);
+            } else {
+                destination_rules_by_host
+                    .entry(host.clone())
+                    .or_default()
+                    .push(i);
+            }
+        }
 
         let mut push = PushContext {
             version: input.version,
@@ -124,6 +168,9 @@ impl PushContext {
             services_by_host,
             mesh_virtual_services,
             destination_rules,
+            destination_rules_by_host,
+            wildcard_destination_rules,
+            namespace_views: Mutex::new(HashMap::new()),
             configs: input.configs,
             init_duration: Default::default(),
         };
@@ -152,15 +199,32 @@ impl PushContext {
     /// Services the proxy may see (exportTo), one per hostname: its own namespace's wins,
     /// else the oldest.
     pub fn services_for_proxy(&self, proxy: &Proxy) -> Vec<Arc<Service>> {
+        self.namespace_view(&proxy.namespace).services.clone()
+    }
+
+    fn namespace_view(&self, namespace: &str) -> Arc<NamespaceView> {
+        if let Some(view) = self.namespace_views.lock().get(namespace) {
+            return view.clone();
+        }
+        // Built outside the lock: two proxies of a new namespace may both build it, which
+        // costs a little time but never blocks the others.
+        let view = Arc::new(NamespaceView {
+            services: self.visible_services(namespace),
+            virtual_services: self.visible_virtual_services(namespace),
+        });
+        self.namespace_views
+            .lock()
+            .insert(namespace.to_string(), view.clone());
+        view
+    }
+
+    fn visible_services(&self, namespace: &str) -> Vec<Arc<Service>> {
         let mut out = Vec::new();
         for svc in &self.services {
-            if !svc
-                .visibility
-                .visible_from(&svc.namespace, &proxy.namespace)
-            {
+            if !svc.visibility.visible_from(&svc.namespace, namespace) {
                 continue;
             }
-            if let Some(chosen) = self.service_for_host(&svc.hostname, &proxy.namespace)
+            if let Some(chosen) = self.service_for_host(&svc.hostname, namespace)
                 && Arc::ptr_eq(&chosen, svc)
             {
                 out.push(svc.clone());
@@ -197,21 +261,25 @@ impl PushContext {
     /// VirtualServices applying to this proxy's outbound traffic, each with the hosts it
     /// owns. A host claimed by two VirtualServices goes to the older one.
     pub fn virtual_services_for_proxy(&self, proxy: &Proxy) -> Vec<VirtualServiceView> {
-        let mut claimed: HashMap<String, ()> = HashMap::new();
+        self.namespace_view(&proxy.namespace)
+            .virtual_services
+            .clone()
+    }
+
+    fn visible_virtual_services(&self, namespace: &str) -> Vec<VirtualServiceView> {
+        let default = self.default_visibility(VisibilityKind::VirtualService);
+        let mut claimed: HashSet<&str> = HashSet::new();
         let mut out = Vec::new();
-        for vs in &self.mesh_virtual_services {
-            let default = self.default_visibility(VisibilityKind::VirtualService);
-            let visibility = Visibility::from_export_to(&vs.spec.export_to, default);
-            if !visibility.visible_from(&vs.meta.namespace, &proxy.namespace) {
+        for (vs, resolved) in &self.mesh_virtual_services {
+            let visibility = Visibility::from_export_to(&vs.spec.export_to, default.clone());
+            if !visibility.visible_from(&vs.meta.namespace, namespace) {
                 continue;
             }
-            let mut hosts = Vec::new();
-            for host in &vs.spec.hosts {
-                let fqdn = self.resolve_host(host, &vs.meta.namespace);
-                if claimed.insert(fqdn.clone(), ()).is_none() {
-                    hosts.push(fqdn);
-                }
-            }
+            let hosts: Vec<String> = resolved
+                .iter()
+                .filter(|h| claimed.insert(h.as_str()))
+                .cloned()
+                .collect();
             if !hosts.is_empty() {
                 out.push(VirtualServiceView {
                     config: vs.clone(),
@@ -225,9 +293,9 @@ impl PushContext {
     /// Records, once per push, VirtualServices that lose hosts to older ones.
     fn record_virtual_service_conflicts(&self) {
         let mut owner: HashMap<String, String> = HashMap::new();
-        for vs in &self.mesh_virtual_services {
-            for (i, host) in vs.spec.hosts.iter().enumerate() {
-                let fqdn = self.resolve_host(host, &vs.meta.namespace);
+        for (vs, resolved) in &self.mesh_virtual_services {
+            for (i, fqdn) in resolved.iter().enumerate() {
+                let fqdn = fqdn.clone();
                 let me = format!("{}/{}", vs.meta.namespace, vs.meta.name);
                 match owner.get(&fqdn) {
                     Some(first) if *first != me => self.status.add(
@@ -258,20 +326,24 @@ impl PushContext {
     ) -> Option<&Config<istio::DestinationRule>> {
         let root = self.mesh.root_namespace.as_str();
         let default = self.default_visibility(VisibilityKind::DestinationRule);
-        let mut best: Option<(u8, u8, &Config<istio::DestinationRule>)> = None;
-        for dr in &self.destination_rules {
+        let exact = self
+            .destination_rules_by_host
+            .get(service.hostname.as_ref())
+            .into_iter()
+            .flatten();
+        let mut best: Option<(u8, u8, usize)> = None;
+        for &i in exact.chain(&self.wildcard_destination_rules) {
+            let (dr, host) = &self.destination_rules[i];
             if dr.spec.workload_selector.is_some() {
                 continue;
             }
+            let Some(specificity) = host_match(host, &service.hostname) else {
+                continue;
+            };
             let visibility = Visibility::from_export_to(&dr.spec.export_to, default.clone());
             if !visibility.visible_from(&dr.meta.namespace, &proxy.namespace) {
                 continue;
             }
-            let host = self.resolve_host(&dr.spec.host, &dr.meta.namespace);
-            let specificity = match host_match(&host, &service.hostname) {
-                Some(s) => s,
-                None => continue,
-            };
             let level = if dr.meta.namespace == proxy.namespace {
                 0
             } else if dr.meta.namespace == service.namespace {
@@ -281,15 +353,16 @@ impl PushContext {
             } else {
                 3
             };
+            // Candidates come in precedence order per group; keep the first best.
             let better = match best {
                 None => true,
-                Some((l, s, _)) => (level, specificity) < (l, s),
+                Some((l, s, j)) => (level, specificity, i) < (l, s, j),
             };
             if better {
-                best = Some((level, specificity, dr));
+                best = Some((level, specificity, i));
             }
         }
-        best.map(|(_, _, dr)| dr)
+        best.map(|(_, _, i)| &self.destination_rules[i].0)
     }
 
     /// The service ports this proxy's workload serves, from the endpoints at its IPs.
