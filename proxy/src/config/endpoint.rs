@@ -35,6 +35,9 @@ pub struct LbEndpoint {
     pub locality: Locality,
     /// Locality priority (0 is highest).
     pub priority: u32,
+    /// `load_balancing_weight` of the endpoint's locality (locality-weighted LB); `None`
+    /// when the locality sets none.
+    pub locality_weight: Option<u32>,
     /// `filter_metadata` as JSON, e.g. `istio` workload info.
     pub metadata: BTreeMap<String, serde_json::Value>,
 }

@@ -16,6 +16,9 @@ pub struct RouteConfig {
     pub headers: HeaderMutations,
     pub response_headers: HeaderMutations,
     pub max_direct_response_body_size_bytes: u32,
+    /// `most_specific_header_mutations_wins`: route-level header operations are applied
+    /// last (and so win) instead of the route configuration's.
+    pub most_specific_header_mutations_wins: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -28,6 +31,8 @@ pub struct VirtualHost {
     pub response_headers: HeaderMutations,
     pub retry_policy: Option<RetryPolicy>,
     pub cors: Option<CorsPolicy>,
+    /// `include_request_attempt_count`: send `x-envoy-attempt-count` upstream.
+    pub include_request_attempt_count: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -99,7 +104,8 @@ pub struct ForwardAction {
     pub auto_host_rewrite: bool,
     pub mirrors: Vec<MirrorPolicy>,
     pub hash_policy: Vec<HashPolicy>,
-    /// `max_grpc_timeout` / `grpc_timeout_header_max`: honour `grpc-timeout` up to this.
+    /// `max_grpc_timeout` / `grpc_timeout_header_max`: honour `grpc-timeout` up to this;
+    /// `Some(ZERO)` honours it without a cap (Envoy's 0 = infinity); `None` ignores it.
     pub max_grpc_timeout: Option<Duration>,
     pub upgrade_types: Vec<String>,
 }
@@ -128,6 +134,8 @@ pub struct RetryOn {
     pub refused_stream: bool,
     pub retriable_4xx: bool,
     pub retriable_status_codes: bool,
+    /// `reset-before-request`: resets only while nothing was sent upstream yet.
+    pub reset_before_request: bool,
     /// gRPC status names: cancelled, deadline-exceeded, internal, resource-exhausted, unavailable.
     pub grpc: Vec<String>,
 }

@@ -1,0 +1,38 @@
+//! The router's decisions as plain functions over the config types: which virtual host
+//! and route a request takes, where it goes (cluster, rewrites, headers, timeouts,
+//! retries, mirrors), or what is answered locally (redirects, direct responses, fault
+//! aborts, CORS preflights). No I/O: the HTTP connection manager carries the
+//! [`RoutingDecision`] out.
+//!
+//! Regexes in the config follow the conversion layer's contract: matchers are compiled
+//! anchored (full match), rewrite regexes unanchored, and their substitutions translated
+//! to the regex crate's syntax (`${1}`).
+
+pub mod cluster_pick;
+pub mod cors;
+pub mod decide;
+pub mod decision;
+pub mod downstream;
+pub mod fault;
+pub mod headers;
+pub mod local_reply;
+pub mod matchers;
+pub mod matching;
+pub mod re2;
+pub mod redirect;
+pub mod request;
+pub mod retry;
+pub mod rewrite;
+pub mod timeout;
+pub mod vhost;
+
+#[cfg(test)]
+mod decide_tests;
+#[cfg(test)]
+pub(crate) mod testutil;
+
+pub use decide::{RouteTable, RouterOptions, route_request};
+pub use decision::{DirectReason, ForwardDecision, Outcome, RouterError, RoutingDecision};
+pub use local_reply::LocalReply;
+pub use request::RequestView;
+pub use retry::{ResetKind, RetryDecision, RetryState};
