@@ -29,6 +29,8 @@ pub mod vhost;
 #[cfg(test)]
 mod decide_tests;
 #[cfg(test)]
+mod pilot_tests;
+#[cfg(test)]
 pub(crate) mod testutil;
 
 pub use decide::{RouteTable, RouterOptions, route_request};

@@ -95,6 +95,8 @@ pub enum XdsClientError {
         address: String,
         source: tonic::transport::Error,
     },
+    #[error("the xDS client must be started on a tokio runtime")]
+    NoRuntime,
 }
 
 /// A running client. Dropping it leaves the client running; [`XdsClient::abort`] stops it.
@@ -111,7 +113,9 @@ impl XdsClient {
         config: XdsConfig,
         handler: H,
     ) -> Result<XdsClient, XdsClientError> {
-        XdsClient::spawn_on(&tokio::runtime::Handle::current(), config, handler)
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| XdsClientError::NoRuntime)?;
+        XdsClient::spawn_on(&runtime, config, handler)
     }
 
     /// Starts the client on `runtime` (e.g. the control-plane runtime, apart from the
@@ -337,5 +341,90 @@ impl<H: XdsHandler> Worker<H> {
                 let _ = tx.send(req);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_take_host_port_or_a_uri() {
+        let config = XdsConfig::new(
+            "istiod.istio-system.svc:15010",
+            ApiType::Grpc,
+            Node::default(),
+        );
+        assert_eq!(
+            config.endpoint().unwrap().uri().to_string(),
+            "http://istiod.istio-system.svc:15010/"
+        );
+        let config = XdsConfig::new(
+            "http://127.0.0.1:15010",
+            ApiType::DeltaGrpc,
+            Node::default(),
+        );
+        assert_eq!(
+            config.endpoint().unwrap().uri().to_string(),
+            "http://127.0.0.1:15010/"
+        );
+        let config = XdsConfig::new("not a host", ApiType::Grpc, Node::default());
+        assert!(matches!(
+            config.endpoint(),
+            Err(XdsClientError::InvalidAddress { .. })
+        ));
+    }
+
+    #[derive(Default)]
+    struct Nothing;
+
+    impl XdsHandler for Nothing {
+        fn apply(
+            &mut self,
+            _: &str,
+            _: Vec<crate::xds::ResourceUpdate>,
+            _: Vec<String>,
+            _: bool,
+        ) -> Result<(), Vec<crate::xds::Rejected>> {
+            Ok(())
+        }
+
+        fn wanted(&self, _: &str) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn spawn_outside_a_runtime_is_an_error() {
+        let config = XdsConfig::new("127.0.0.1:15010", ApiType::Grpc, Node::default());
+        assert!(matches!(
+            XdsClient::spawn(config, Nothing),
+            Err(XdsClientError::NoRuntime)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_counts_failures_and_stays_unready() {
+        // A port nothing listens on: bind, note it, close.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut config = XdsConfig::new(addr.to_string(), ApiType::Grpc, Node::default());
+        config.backoff_base = Duration::from_millis(1);
+        config.backoff_max = Duration::from_millis(5);
+        let client = XdsClient::spawn(config, Nothing).unwrap();
+        let stats = client.stats();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while stats.cds.failures() < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no reconnect attempts"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!stats.is_connected());
+        assert!(!client.is_ready());
+        client.abort();
     }
 }

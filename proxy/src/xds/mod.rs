@@ -20,7 +20,7 @@ pub mod state;
 pub mod stats;
 
 pub use backoff::Backoff;
-pub use client::{ApiType, XdsClient, XdsConfig};
+pub use client::{ApiType, XdsClient, XdsClientError, XdsConfig};
 pub use handler::{Rejected, ResourceUpdate, XdsHandler};
 pub use state::AdsState;
 pub use stats::{TypeStats, XdsStats};

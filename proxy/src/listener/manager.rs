@@ -1,0 +1,360 @@
+//! The listener manager: binds listeners, runs an accept loop per worker on each bound
+//! socket, and swaps listener configs without closing sockets. Connections keep the
+//! config they were accepted with; a removed listener stops accepting and its open
+//! connections are left to finish (drain).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::connection::{ConnectionHandler, ListenerLookup};
+use crate::config::listener::Listener;
+use crate::worker::Workers;
+
+/// A listener that could not be put in place, for the LDS NACK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerError {
+    pub name: String,
+    pub reason: String,
+}
+
+struct Active {
+    config: Arc<ArcSwap<Listener>>,
+    address: SocketAddr,
+    bound: bool,
+    /// Flipped to true to stop the accept loops.
+    stop: watch::Sender<bool>,
+}
+
+pub struct ListenerManager {
+    workers: Arc<Workers>,
+    handler: Arc<dyn ConnectionHandler>,
+    active: Mutex<HashMap<String, Active>>,
+    /// Every listener by address, for the original-destination handoff.
+    lookup: Arc<ArcSwap<ListenerLookup>>,
+}
+
+impl ListenerManager {
+    pub fn new(workers: Arc<Workers>, handler: Arc<dyn ConnectionHandler>) -> ListenerManager {
+        ListenerManager {
+            workers,
+            handler,
+            active: Mutex::new(HashMap::new()),
+            lookup: Arc::new(ArcSwap::from_pointee(ListenerLookup::default())),
+        }
+    }
+
+    /// Makes the given listeners the complete set (state-of-the-world). New sockets are
+    /// bound before anything else changes, so a failure rejects the whole update and
+    /// leaves the previous set serving.
+    pub fn update(&self, listeners: Vec<Arc<Listener>>) -> Result<(), Vec<ListenerError>> {
+        let mut errors = Vec::new();
+        let mut seen: HashMap<SocketAddr, &str> = HashMap::new();
+        for l in listeners.iter().filter(|l| l.bind_to_port) {
+            if let Some(other) = seen.insert(l.address, &l.name) {
+                errors.push(ListenerError {
+                    name: l.name.clone(),
+                    reason: format!("duplicate address {}: already used by listener {other}", l.address),
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        let mut active = self.active.lock();
+        let mut fresh: Vec<(Arc<Listener>, Option<std::net::TcpListener>)> = Vec::new();
+        for listener in &listeners {
+            let stays = active
+                .get(&listener.name)
+                .is_some_and(|a| a.address == listener.address && a.bound == listener.bind_to_port);
+            if stays {
+                continue;
+            }
+            if !listener.bind_to_port {
+                fresh.push((listener.clone(), None));
+                continue;
+            }
+            // SO_REUSEPORT lets a replacement bind while the listener it replaces drains.
+            match bind(listener) {
+                Ok(socket) => fresh.push((listener.clone(), Some(socket))),
+                Err(e) => errors.push(ListenerError {
+                    name: listener.name.clone(),
+                    reason: format!("cannot bind {}: {e}", listener.address),
+                }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        let wanted: std::collections::HashSet<&str> =
+            listeners.iter().map(|l| l.name.as_str()).collect();
+        active.retain(|name, a| {
+            let keep = wanted.contains(name.as_str());
+            if !keep {
+                info!(listener = %name, "listener removed; its connections drain");
+                let _ = a.stop.send(true);
+            }
+            keep
+        });
+        for listener in &listeners {
+            if let Some(a) = active.get(&listener.name) {
+                a.config.store(listener.clone());
+            }
+        }
+        for (listener, socket) in fresh {
+            if let Some(old) = active.remove(&listener.name) {
+                let _ = old.stop.send(true);
+            }
+            let config = Arc::new(ArcSwap::new(listener.clone()));
+            let (stop, stopped) = watch::channel(false);
+            if let Some(socket) = socket {
+                self.start_accepting(&listener, socket, config.clone(), stopped);
+            }
+            active.insert(
+                listener.name.clone(),
+                Active {
+                    config,
+                    address: listener.address,
+                    bound: listener.bind_to_port,
+                    stop,
+                },
+            );
+        }
+        self.lookup.store(Arc::new(ListenerLookup::new(
+            active.values().map(|a| a.config.load_full()).collect(),
+        )));
+        Ok(())
+    }
+
+    fn start_accepting(
+        &self,
+        listener: &Listener,
+        socket: std::net::TcpListener,
+        config: Arc<ArcSwap<Listener>>,
+        stopped: watch::Receiver<bool>,
+    ) {
+        info!(listener = %listener.name, address = %listener.address, "listening");
+        for worker in self.workers.iter() {
+            let socket = match socket.try_clone() {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(listener = %listener.name, error = %e, "cannot share the socket with a worker");
+                    continue;
+                }
+            };
+            let config = config.clone();
+            let handler = self.handler.clone();
+            let lookup = self.lookup.clone();
+            let mut stopped = stopped.clone();
+            let name = listener.name.clone();
+            worker.spawn(async move {
+                let socket = match tokio::net::TcpListener::from_std(socket) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(listener = %name, error = %e, "cannot register the socket");
+                        return;
+                    }
+                };
+                loop {
+                    tokio::select! {
+                        accepted = socket.accept() => match accepted {
+                            Ok((stream, peer)) => {
+                                let listener = config.load_full();
+                                let handler = handler.clone();
+                                let lookup = lookup.load_full();
+                                tokio::spawn(async move {
+                                    handler.handle(stream, peer, listener, lookup).await;
+                                });
+                            }
+                            Err(e) => {
+                                debug!(listener = %name, error = %e, "accept failed");
+                                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                            }
+                        },
+                        _ = stopped.changed() => {
+                            if *stopped.borrow() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Stops accepting on every listener (`/drain_listeners`, shutdown); open
+    /// connections go on.
+    pub fn stop_accepting(&self, inbound_only: bool) {
+        let active = self.active.lock();
+        for (name, a) in active.iter() {
+            if inbound_only && !name.contains("inbound") && !name.contains("Inbound") {
+                continue;
+            }
+            let _ = a.stop.send(true);
+        }
+    }
+
+    /// Names and addresses of the current listeners.
+    pub fn listeners(&self) -> Vec<Arc<Listener>> {
+        let mut out: Vec<_> = self
+            .active
+            .lock()
+            .values()
+            .map(|a| a.config.load_full())
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
+/// Binds a listener's socket the way Envoy does: SO_REUSEADDR and SO_REUSEPORT, and
+/// IP_TRANSPARENT for
+/// `transparent` listeners; non-blocking for tokio.
+fn bind(listener: &Listener) -> std::io::Result<std::net::TcpListener> {
+    let socket = if listener.address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    if listener.transparent {
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::IpTransparent, &true)
+            .map_err(std::io::Error::from)?;
+    }
+    socket.bind(listener.address)?;
+    let listener = socket.listen(1024)?;
+    let std = listener.into_std()?;
+    std.set_nonblocking(true)?;
+    Ok(std)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::config::cluster::{Cluster, Discovery, HttpProtocolOptions, LbPolicy, Thresholds};
+    use crate::config::endpoint::{Health, LbEndpoint};
+    use crate::config::listener::{ClusterSpecifier, FilterChain, ListenerFilters, NetworkFilter, TcpProxy};
+    use crate::listener::connection::Dispatcher;
+    use crate::upstream::manager::ClusterManager;
+    use crate::upstream::random::ThreadRandom;
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    /// An upstream answering every connection with a fixed word.
+    async fn word_server(word: &'static str) -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let _ = s.write_all(word.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    fn static_cluster(name: &str, addr: SocketAddr) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            name: name.into(),
+            discovery: Discovery::Static(vec![LbEndpoint {
+                address: addr,
+                weight: 1,
+                health: Health::Healthy,
+                locality: Default::default(),
+                priority: 0,
+                locality_weight: None,
+                metadata: Default::default(),
+            }]),
+            lb_policy: LbPolicy::RoundRobin,
+            connect_timeout: Duration::from_secs(1),
+            thresholds: Thresholds::default(),
+            http: HttpProtocolOptions::default(),
+            upstream_bind: None,
+            outlier_detection: None,
+            healthy_panic_threshold: 50.0,
+            stat_name: None,
+            has_transport_socket: false,
+            cleanup_interval: None,
+            source_ip: None,
+        })
+    }
+
+    fn tcp_listener(name: &str, port: u16, cluster: &str) -> Arc<Listener> {
+        Arc::new(Listener {
+            name: name.into(),
+            address: SocketAddr::from(([127, 0, 0, 1], port)),
+            bind_to_port: true,
+            use_original_dst: false,
+            listener_filters: ListenerFilters::default(),
+            filter_chains: vec![FilterChain {
+                name: "tcp".into(),
+                filter_chain_match: Default::default(),
+                filter: NetworkFilter::TcpProxy(Arc::new(TcpProxy {
+                    stat_prefix: name.into(),
+                    cluster: ClusterSpecifier::Cluster(cluster.into()),
+                    idle_timeout: None,
+                    access_log: vec![],
+                })),
+                has_transport_socket: false,
+            }],
+            default_filter_chain: None,
+            transparent: false,
+            stat_prefix: None,
+        })
+    }
+
+    async fn read_from(port: u16) -> std::io::Result<String> {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut out))
+            .await
+            .map_err(|_| std::io::Error::other("timed out"))??;
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn serves_swaps_rejects_and_removes() {
+        let blue = word_server("blue").await;
+        let green = word_server("green").await;
+        let clusters = Arc::new(ClusterManager::new(ThreadRandom::shared()));
+        clusters.update_clusters([static_cluster("blue", blue), static_cluster("green", green)]);
+        let workers = Arc::new(Workers::start(2).unwrap());
+        let manager = ListenerManager::new(
+            workers,
+            Arc::new(Dispatcher { clusters, http: None }),
+        );
+        let port = free_port();
+        manager.update(vec![tcp_listener("front", port, "blue")]).unwrap();
+        assert_eq!(read_from(port).await.unwrap(), "blue");
+
+        // Same address, new config: the socket stays, new connections use the new config.
+        manager.update(vec![tcp_listener("front", port, "green")]).unwrap();
+        assert_eq!(read_from(port).await.unwrap(), "green");
+
+        // Two listeners on one address: rejected, the previous set keeps serving.
+        let err = manager
+            .update(vec![tcp_listener("front", port, "blue"), tcp_listener("twin", port, "blue")])
+            .unwrap_err();
+        assert!(err[0].reason.contains("duplicate address"), "{err:?}");
+        assert_eq!(read_from(port).await.unwrap(), "green");
+
+        // Removed: no longer accepting.
+        manager.update(vec![]).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(read_from(port).await.is_err(), "listener still accepting");
+        assert!(manager.listeners().is_empty());
+    }
+}
