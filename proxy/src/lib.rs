@@ -8,3 +8,5 @@ pub mod upstream;
 pub mod xds;
 pub mod tcp_proxy;
 pub mod worker;
+pub mod applier;
+pub mod snapshot;

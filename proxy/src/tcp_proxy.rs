@@ -118,7 +118,10 @@ async fn connect(
         }
         Err(_) => {
             cluster.report_outcome(&host, Outcome::ConnectFailed, std::time::Instant::now());
-            Err(fail(format!("timed out after {:?}", config.connect_timeout)))
+            Err(fail(format!(
+                "timed out after {:?}",
+                config.connect_timeout
+            )))
         }
     }
 }
@@ -193,10 +196,21 @@ mod tests {
             .collect();
         Arc::new(Cluster {
             name: name.into(),
-            discovery: if discovery_static { Discovery::Static(endpoints) } else { Discovery::OriginalDst },
-            lb_policy: if discovery_static { LbPolicy::RoundRobin } else { LbPolicy::ClusterProvided },
+            discovery: if discovery_static {
+                Discovery::Static(endpoints)
+            } else {
+                Discovery::OriginalDst
+            },
+            lb_policy: if discovery_static {
+                LbPolicy::RoundRobin
+            } else {
+                LbPolicy::ClusterProvided
+            },
             connect_timeout: Duration::from_secs(1),
-            thresholds: Thresholds { max_connections: 1, ..Thresholds::default() },
+            thresholds: Thresholds {
+                max_connections: 1,
+                ..Thresholds::default()
+            },
             http: HttpProtocolOptions::default(),
             upstream_bind: None,
             outlier_detection: None,
@@ -235,7 +249,11 @@ mod tests {
     }
 
     /// Runs the proxy for one accepted connection and returns what the client read back.
-    async fn through_proxy(config: TcpProxy, clusters: Arc<ClusterManager>, original: Option<SocketAddr>) -> (Vec<u8>, Result<Transferred, TcpProxyError>) {
+    async fn through_proxy(
+        config: TcpProxy,
+        clusters: Arc<ClusterManager>,
+        original: Option<SocketAddr>,
+    ) -> (Vec<u8>, Result<Transferred, TcpProxyError>) {
         let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let front_addr = front.local_addr().unwrap();
         let proxy = tokio::spawn(async move {
@@ -257,7 +275,13 @@ mod tests {
         clusters.update_clusters([cluster("backend", vec![upstream], true)]);
         let (out, result) = through_proxy(proxy_config("backend"), clusters, None).await;
         assert_eq!(out, b"olleh");
-        assert_eq!(result.unwrap(), Transferred { downstream_to_upstream: 5, upstream_to_downstream: 5 });
+        assert_eq!(
+            result.unwrap(),
+            Transferred {
+                downstream_to_upstream: 5,
+                upstream_to_downstream: 5
+            }
+        );
     }
 
     #[tokio::test]
@@ -265,7 +289,8 @@ mod tests {
         let upstream = reverse_server().await;
         let clusters = Arc::new(ClusterManager::new(ThreadRandom::shared()));
         clusters.update_clusters([cluster("PassthroughCluster", vec![], false)]);
-        let (out, _) = through_proxy(proxy_config("PassthroughCluster"), clusters, Some(upstream)).await;
+        let (out, _) =
+            through_proxy(proxy_config("PassthroughCluster"), clusters, Some(upstream)).await;
         assert_eq!(out, b"olleh");
     }
 
@@ -274,7 +299,10 @@ mod tests {
         let clusters = Arc::new(ClusterManager::new(ThreadRandom::shared()));
         let (out, result) = through_proxy(proxy_config("missing"), clusters.clone(), None).await;
         assert!(out.is_empty());
-        assert_eq!(result.unwrap_err(), TcpProxyError::NoCluster("missing".into()));
+        assert_eq!(
+            result.unwrap_err(),
+            TcpProxyError::NoCluster("missing".into())
+        );
 
         // A port nobody listens on: connect fails, the error names host and cluster.
         let dead = {
@@ -283,15 +311,27 @@ mod tests {
         };
         clusters.update_clusters([cluster("dead", vec![dead], true)]);
         let (_, result) = through_proxy(proxy_config("dead"), clusters, None).await;
-        assert!(matches!(result, Err(TcpProxyError::ConnectFailed { .. })), "{result:?}");
+        assert!(
+            matches!(result, Err(TcpProxyError::ConnectFailed { .. })),
+            "{result:?}"
+        );
     }
 
     #[test]
     fn weighted_pick() {
         let spec = ClusterSpecifier::Weighted(vec![
-            WeightedCluster { name: "a".into(), weight: 80 },
-            WeightedCluster { name: "zero".into(), weight: 0 },
-            WeightedCluster { name: "b".into(), weight: 20 },
+            WeightedCluster {
+                name: "a".into(),
+                weight: 80,
+            },
+            WeightedCluster {
+                name: "zero".into(),
+                weight: 0,
+            },
+            WeightedCluster {
+                name: "b".into(),
+                weight: 20,
+            },
         ]);
         let picks: Vec<&str> = (0..100).filter_map(|r| pick_cluster(&spec, r)).collect();
         assert_eq!(picks.iter().filter(|p| **p == "a").count(), 80);

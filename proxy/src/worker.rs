@@ -88,9 +88,15 @@ mod tests {
                 w.spawn(async move {
                     // A task spawned from a worker task runs on the same thread.
                     let inner = tokio::spawn(async {
-                        std::thread::current().name().unwrap_or_default().to_string()
+                        std::thread::current()
+                            .name()
+                            .unwrap_or_default()
+                            .to_string()
                     });
-                    let outer = std::thread::current().name().unwrap_or_default().to_string();
+                    let outer = std::thread::current()
+                        .name()
+                        .unwrap_or_default()
+                        .to_string();
                     let inner = inner.await.unwrap_or_default();
                     let _ = tx.send((outer, inner));
                 });

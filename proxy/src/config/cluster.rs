@@ -12,7 +12,11 @@ pub enum Discovery {
     /// Endpoints from the cluster's `load_assignment`.
     Static(Vec<LbEndpoint>),
     /// `STRICT_DNS` / `LOGICAL_DNS`: resolve these host:port pairs.
-    Dns { hosts: Vec<(String, u16)>, logical: bool, refresh: Duration },
+    Dns {
+        hosts: Vec<(String, u16)>,
+        logical: bool,
+        refresh: Duration,
+    },
     /// Forward to the connection's original destination.
     OriginalDst,
 }
@@ -21,10 +25,17 @@ pub enum Discovery {
 pub enum LbPolicy {
     RoundRobin,
     /// Power of two choices over active requests (`choice_count`, default 2).
-    LeastRequest { choice_count: u32 },
+    LeastRequest {
+        choice_count: u32,
+    },
     Random,
-    RingHash { minimum_ring_size: u64, maximum_ring_size: u64 },
-    Maglev { table_size: u64 },
+    RingHash {
+        minimum_ring_size: u64,
+        maximum_ring_size: u64,
+    },
+    Maglev {
+        table_size: u64,
+    },
     /// `CLUSTER_PROVIDED` (ORIGINAL_DST clusters).
     ClusterProvided,
 }

@@ -119,7 +119,11 @@ pub struct MirrorPolicy {
 #[derive(Clone, Debug)]
 pub enum HashPolicy {
     Header(String),
-    Cookie { name: String, ttl: Option<Duration>, path: String },
+    Cookie {
+        name: String,
+        ttl: Option<Duration>,
+        path: String,
+    },
     SourceIp,
     QueryParameter(String),
 }

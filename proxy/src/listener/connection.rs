@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tracing::{debug, info_span, Instrument};
+use tracing::{Instrument, debug, info_span};
 
 use super::filter_chain::{self, ConnectionFacts};
 use super::inspect::{self, Detection, MAX_INSPECT_BYTES};
@@ -91,12 +91,15 @@ impl ConnectionHandler for Dispatcher {
         let span = info_span!("conn", listener = %listener.name, peer = %peer);
         Box::pin(
             async move {
-                let Ok(local) = stream.local_addr() else { return };
-                let destination = if listener.use_original_dst || listener.listener_filters.original_dst {
-                    original_destination(&stream, local).unwrap_or(local)
-                } else {
-                    local
+                let Ok(local) = stream.local_addr() else {
+                    return;
                 };
+                let destination =
+                    if listener.use_original_dst || listener.listener_filters.original_dst {
+                        original_destination(&stream, local).unwrap_or(local)
+                    } else {
+                        local
+                    };
                 let listener = handoff(listener, &lookup, destination);
                 let facts = inspect_connection(&stream, &listener, peer, destination).await;
                 let Some(chain) = filter_chain::select(
@@ -116,7 +119,11 @@ impl ConnectionHandler for Dispatcher {
 
 /// A connection accepted by a `use_original_dst` listener moves to the listener that
 /// owns its original destination, if there is one other than itself.
-fn handoff(listener: Arc<Listener>, lookup: &ListenerLookup, destination: SocketAddr) -> Arc<Listener> {
+fn handoff(
+    listener: Arc<Listener>,
+    lookup: &ListenerLookup,
+    destination: SocketAddr,
+) -> Arc<Listener> {
     if !listener.use_original_dst {
         return listener;
     }
@@ -151,8 +158,16 @@ async fn inspect_connection(
             _ => return facts,
         };
         let seen = &buf[..n];
-        let tls = if filters.tls_inspector { inspect::detect_tls(seen) } else { Detection::No };
-        let http = if filters.http_inspector { inspect::detect_http(seen) } else { Detection::No };
+        let tls = if filters.tls_inspector {
+            inspect::detect_tls(seen)
+        } else {
+            Detection::No
+        };
+        let http = if filters.http_inspector {
+            inspect::detect_http(seen)
+        } else {
+            Detection::No
+        };
         match (tls, http) {
             (Detection::Yes(hello), _) => {
                 facts.transport_protocol = "tls";
@@ -224,13 +239,24 @@ mod tests {
         let http = listener("0.0.0.0_9080", "0.0.0.0:9080", false);
         let tcp = listener("10.96.0.12_3306", "10.96.0.12:3306", false);
         let lookup = ListenerLookup::new(vec![outbound.clone(), http, tcp]);
-        let to = |dst: &str| handoff(outbound.clone(), &lookup, dst.parse().unwrap()).name.clone();
+        let to = |dst: &str| {
+            handoff(outbound.clone(), &lookup, dst.parse().unwrap())
+                .name
+                .clone()
+        };
         assert_eq!(to("10.96.0.11:9080"), "0.0.0.0_9080");
         assert_eq!(to("10.96.0.12:3306"), "10.96.0.12_3306");
-        assert_eq!(to("10.96.0.13:3306"), "virtualOutbound", "no listener: own chains");
+        assert_eq!(
+            to("10.96.0.13:3306"),
+            "virtualOutbound",
+            "no listener: own chains"
+        );
         assert_eq!(to("1.2.3.4:15001"), "virtualOutbound");
         // A listener without use_original_dst never hands off.
         let plain = listener("plain", "127.0.0.1:80", false);
-        assert_eq!(handoff(plain, &lookup, "10.96.0.11:9080".parse().unwrap()).name, "plain");
+        assert_eq!(
+            handoff(plain, &lookup, "10.96.0.11:9080".parse().unwrap()).name,
+            "plain"
+        );
     }
 }

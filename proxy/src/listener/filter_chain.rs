@@ -28,35 +28,59 @@ pub fn select<'a>(
     let mut candidates: Vec<&FilterChain> = chains.iter().collect();
     candidates = narrow(candidates, |c| {
         let port = c.filter_chain_match.destination_port?;
-        Some(if port == facts.destination.port() { Specificity::Matched(1) } else { Specificity::Missed })
+        Some(if port == facts.destination.port() {
+            Specificity::Matched(1)
+        } else {
+            Specificity::Missed
+        })
     });
     candidates = narrow(candidates, |c| {
         prefix_specificity(&c.filter_chain_match.prefix_ranges, facts.destination.ip())
     });
     candidates = narrow(candidates, |c| {
-        server_name_specificity(&c.filter_chain_match.server_names, facts.server_name.as_deref())
+        server_name_specificity(
+            &c.filter_chain_match.server_names,
+            facts.server_name.as_deref(),
+        )
     });
     candidates = narrow(candidates, |c| {
         let want = c.filter_chain_match.transport_protocol.as_deref()?;
-        Some(if want == facts.transport_protocol { Specificity::Matched(1) } else { Specificity::Missed })
+        Some(if want == facts.transport_protocol {
+            Specificity::Matched(1)
+        } else {
+            Specificity::Missed
+        })
     });
     candidates = narrow(candidates, |c| {
         let protocols = &c.filter_chain_match.application_protocols;
         if protocols.is_empty() {
             return None;
         }
-        let hit = protocols.iter().any(|p| facts.application_protocols.contains(p));
-        Some(if hit { Specificity::Matched(1) } else { Specificity::Missed })
+        let hit = protocols
+            .iter()
+            .any(|p| facts.application_protocols.contains(p));
+        Some(if hit {
+            Specificity::Matched(1)
+        } else {
+            Specificity::Missed
+        })
     });
     candidates = narrow(candidates, |c| {
-        prefix_specificity(&c.filter_chain_match.source_prefix_ranges, facts.source.ip())
+        prefix_specificity(
+            &c.filter_chain_match.source_prefix_ranges,
+            facts.source.ip(),
+        )
     });
     candidates = narrow(candidates, |c| {
         let ports = &c.filter_chain_match.source_ports;
         if ports.is_empty() {
             return None;
         }
-        Some(if ports.contains(&facts.source.port()) { Specificity::Matched(1) } else { Specificity::Missed })
+        Some(if ports.contains(&facts.source.port()) {
+            Specificity::Matched(1)
+        } else {
+            Specificity::Missed
+        })
     });
     candidates.first().copied().or(default)
 }
@@ -71,10 +95,10 @@ enum Specificity {
 
 /// Keeps the chains that match most specifically; if none constrains-and-matches,
 /// keeps the unconstrained ones.
-fn narrow<'a>(
-    candidates: Vec<&'a FilterChain>,
+fn narrow(
+    candidates: Vec<&FilterChain>,
     score: impl Fn(&FilterChain) -> Option<Specificity>,
-) -> Vec<&'a FilterChain> {
+) -> Vec<&FilterChain> {
     let scored: Vec<(Option<Specificity>, &FilterChain)> =
         candidates.into_iter().map(|c| (score(c), c)).collect();
     let best = scored
@@ -173,7 +197,11 @@ mod tests {
         }
     }
 
-    fn picked<'a>(chains: &'a [FilterChain], default: Option<&'a FilterChain>, f: &ConnectionFacts) -> Option<&'a str> {
+    fn picked<'a>(
+        chains: &'a [FilterChain],
+        default: Option<&'a FilterChain>,
+        f: &ConnectionFacts,
+    ) -> Option<&'a str> {
         select(chains, default, f).map(|c| c.name.as_str())
     }
 
@@ -181,17 +209,35 @@ mod tests {
     fn virtual_outbound_blackhole_and_catch_all() {
         // Istio's virtualOutbound: destination_port 15001 → blackhole, else catch-all.
         let chains = vec![
-            chain("virtualOutbound-blackhole", FilterChainMatch { destination_port: Some(15001), ..Default::default() }),
+            chain(
+                "virtualOutbound-blackhole",
+                FilterChainMatch {
+                    destination_port: Some(15001),
+                    ..Default::default()
+                },
+            ),
             chain("virtualOutbound-catchall-tcp", FilterChainMatch::default()),
         ];
-        assert_eq!(picked(&chains, None, &facts("10.96.0.1:15001")), Some("virtualOutbound-blackhole"));
-        assert_eq!(picked(&chains, None, &facts("10.96.0.1:80")), Some("virtualOutbound-catchall-tcp"));
+        assert_eq!(
+            picked(&chains, None, &facts("10.96.0.1:15001")),
+            Some("virtualOutbound-blackhole")
+        );
+        assert_eq!(
+            picked(&chains, None, &facts("10.96.0.1:80")),
+            Some("virtualOutbound-catchall-tcp")
+        );
     }
 
     #[test]
     fn longest_prefix_wins_without_backtracking() {
         let chains = vec![
-            chain("wide", FilterChainMatch { prefix_ranges: vec!["10.0.0.0/8".parse().unwrap()], ..Default::default() }),
+            chain(
+                "wide",
+                FilterChainMatch {
+                    prefix_ranges: vec!["10.0.0.0/8".parse().unwrap()],
+                    ..Default::default()
+                },
+            ),
             chain(
                 "narrow-tls",
                 FilterChainMatch {
@@ -203,10 +249,19 @@ mod tests {
             chain("any", FilterChainMatch::default()),
         ];
         let default = chain("default", FilterChainMatch::default());
-        assert_eq!(picked(&chains, Some(&default), &facts("10.2.0.1:80")), Some("wide"));
-        assert_eq!(picked(&chains, Some(&default), &facts("192.168.0.1:80")), Some("any"));
+        assert_eq!(
+            picked(&chains, Some(&default), &facts("10.2.0.1:80")),
+            Some("wide")
+        );
+        assert_eq!(
+            picked(&chains, Some(&default), &facts("192.168.0.1:80")),
+            Some("any")
+        );
         // 10.1/16 is most specific, but needs TLS: no falling back to "wide".
-        assert_eq!(picked(&chains, Some(&default), &facts("10.1.0.1:80")), Some("default"));
+        assert_eq!(
+            picked(&chains, Some(&default), &facts("10.1.0.1:80")),
+            Some("default")
+        );
         let mut tls = facts("10.1.0.1:80");
         tls.transport_protocol = "tls";
         assert_eq!(picked(&chains, Some(&default), &tls), Some("narrow-tls"));
@@ -215,9 +270,27 @@ mod tests {
     #[test]
     fn server_names_and_application_protocols() {
         let chains = vec![
-            chain("exact", FilterChainMatch { server_names: vec!["www.example.com".into()], ..Default::default() }),
-            chain("wild", FilterChainMatch { server_names: vec!["*.example.com".into()], ..Default::default() }),
-            chain("http", FilterChainMatch { application_protocols: vec!["http/1.1".into(), "h2c".into()], ..Default::default() }),
+            chain(
+                "exact",
+                FilterChainMatch {
+                    server_names: vec!["www.example.com".into()],
+                    ..Default::default()
+                },
+            ),
+            chain(
+                "wild",
+                FilterChainMatch {
+                    server_names: vec!["*.example.com".into()],
+                    ..Default::default()
+                },
+            ),
+            chain(
+                "http",
+                FilterChainMatch {
+                    application_protocols: vec!["http/1.1".into(), "h2c".into()],
+                    ..Default::default()
+                },
+            ),
             chain("tcp", FilterChainMatch::default()),
         ];
         let mut f = facts("1.2.3.4:443");
@@ -234,7 +307,13 @@ mod tests {
 
     #[test]
     fn no_chain_and_no_default() {
-        let chains = vec![chain("p80", FilterChainMatch { destination_port: Some(80), ..Default::default() })];
+        let chains = vec![chain(
+            "p80",
+            FilterChainMatch {
+                destination_port: Some(80),
+                ..Default::default()
+            },
+        )];
         assert_eq!(picked(&chains, None, &facts("1.2.3.4:81")), None);
     }
 }

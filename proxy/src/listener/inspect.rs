@@ -36,7 +36,11 @@ pub fn detect_tls(buf: &[u8]) -> Detection<ClientHello> {
     }
     let record_len = usize::from(u16::from_be_bytes([buf[3], buf[4]]));
     let Some(record) = buf.get(5..5 + record_len) else {
-        return if buf.len() >= MAX_INSPECT_BYTES { Detection::No } else { Detection::NeedMore };
+        return if buf.len() >= MAX_INSPECT_BYTES {
+            Detection::No
+        } else {
+            Detection::NeedMore
+        };
     };
     match parse_client_hello(record) {
         Some(hello) => Detection::Yes(hello),
@@ -142,7 +146,11 @@ pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub fn detect_http(buf: &[u8]) -> Detection<&'static str> {
     let n = buf.len().min(H2_PREFACE.len());
     if buf[..n] == H2_PREFACE[..n] {
-        return if buf.len() >= H2_PREFACE.len() { Detection::Yes("h2c") } else { Detection::NeedMore };
+        return if buf.len() >= H2_PREFACE.len() {
+            Detection::Yes("h2c")
+        } else {
+            Detection::NeedMore
+        };
     }
     let Some(line_end) = buf.windows(2).position(|w| w == b"\r\n") else {
         if buf.len() >= MAX_INSPECT_BYTES || !looks_like_request_start(buf) {
@@ -152,10 +160,17 @@ pub fn detect_http(buf: &[u8]) -> Detection<&'static str> {
     };
     let line = &buf[..line_end];
     let mut parts = line.split(|b| *b == b' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Detection::No;
     };
-    if method.is_empty() || !method.iter().all(|b| b.is_ascii_uppercase() || *b == b'-' || *b == b'_') || target.is_empty() {
+    if method.is_empty()
+        || !method
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || *b == b'-' || *b == b'_')
+        || target.is_empty()
+    {
         return Detection::No;
     }
     match version {
@@ -242,8 +257,14 @@ mod tests {
 
     #[test]
     fn http_versions_and_h2c() {
-        assert_eq!(detect_http(b"GET /x HTTP/1.1\r\nHost: a\r\n"), Detection::Yes("http/1.1"));
-        assert_eq!(detect_http(b"POST / HTTP/1.0\r\n"), Detection::Yes("http/1.0"));
+        assert_eq!(
+            detect_http(b"GET /x HTTP/1.1\r\nHost: a\r\n"),
+            Detection::Yes("http/1.1")
+        );
+        assert_eq!(
+            detect_http(b"POST / HTTP/1.0\r\n"),
+            Detection::Yes("http/1.0")
+        );
         assert_eq!(detect_http(H2_PREFACE), Detection::Yes("h2c"));
         assert_eq!(detect_http(b"PRI * HTTP/2"), Detection::NeedMore);
         assert_eq!(detect_http(b"GET /x HTTP"), Detection::NeedMore);

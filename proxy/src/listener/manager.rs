@@ -59,7 +59,10 @@ impl ListenerManager {
             if let Some(other) = seen.insert(l.address, &l.name) {
                 errors.push(ListenerError {
                     name: l.name.clone(),
-                    reason: format!("duplicate address {}: already used by listener {other}", l.address),
+                    reason: format!(
+                        "duplicate address {}: already used by listener {other}",
+                        l.address
+                    ),
                 });
             }
         }
@@ -218,22 +221,22 @@ impl ListenerManager {
 /// IP_TRANSPARENT for
 /// `transparent` listeners; non-blocking for tokio.
 fn bind(listener: &Listener) -> std::io::Result<std::net::TcpListener> {
-    let socket = if listener.address.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if listener.address.is_ipv4() {
+        Domain::IPV4
     } else {
-        tokio::net::TcpSocket::new_v6()?
+        Domain::IPV6
     };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
     if listener.transparent {
-        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::IpTransparent, &true)
-            .map_err(std::io::Error::from)?;
+        socket.set_ip_transparent_v4(true)?;
     }
-    socket.bind(listener.address)?;
-    let listener = socket.listen(1024)?;
-    let std = listener.into_std()?;
-    std.set_nonblocking(true)?;
-    Ok(std)
+    socket.set_nonblocking(true)?;
+    socket.bind(&listener.address.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 #[cfg(test)]
@@ -245,13 +248,19 @@ mod tests {
     use super::*;
     use crate::config::cluster::{Cluster, Discovery, HttpProtocolOptions, LbPolicy, Thresholds};
     use crate::config::endpoint::{Health, LbEndpoint};
-    use crate::config::listener::{ClusterSpecifier, FilterChain, ListenerFilters, NetworkFilter, TcpProxy};
+    use crate::config::listener::{
+        ClusterSpecifier, FilterChain, ListenerFilters, NetworkFilter, TcpProxy,
+    };
     use crate::listener::connection::Dispatcher;
     use crate::upstream::manager::ClusterManager;
     use crate::upstream::random::ThreadRandom;
 
     fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
     }
 
     /// An upstream answering every connection with a fixed word.
@@ -334,19 +343,29 @@ mod tests {
         let workers = Arc::new(Workers::start(2).unwrap());
         let manager = ListenerManager::new(
             workers,
-            Arc::new(Dispatcher { clusters, http: None }),
+            Arc::new(Dispatcher {
+                clusters,
+                http: None,
+            }),
         );
         let port = free_port();
-        manager.update(vec![tcp_listener("front", port, "blue")]).unwrap();
+        manager
+            .update(vec![tcp_listener("front", port, "blue")])
+            .unwrap();
         assert_eq!(read_from(port).await.unwrap(), "blue");
 
         // Same address, new config: the socket stays, new connections use the new config.
-        manager.update(vec![tcp_listener("front", port, "green")]).unwrap();
+        manager
+            .update(vec![tcp_listener("front", port, "green")])
+            .unwrap();
         assert_eq!(read_from(port).await.unwrap(), "green");
 
         // Two listeners on one address: rejected, the previous set keeps serving.
         let err = manager
-            .update(vec![tcp_listener("front", port, "blue"), tcp_listener("twin", port, "blue")])
+            .update(vec![
+                tcp_listener("front", port, "blue"),
+                tcp_listener("twin", port, "blue"),
+            ])
             .unwrap_err();
         assert!(err[0].reason.contains("duplicate address"), "{err:?}");
         assert_eq!(read_from(port).await.unwrap(), "green");

@@ -13,7 +13,10 @@ pub fn original_destination<S: AsFd>(socket: &S, local: SocketAddr) -> Option<So
         SocketAddr::V4(_) => {
             let raw = getsockopt(socket, sockopt::OriginalDst).ok()?;
             let ip = Ipv4Addr::from(u32::from_be(raw.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(raw.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(raw.sin_port),
+            )))
         }
         SocketAddr::V6(v6) => {
             let raw = getsockopt(socket, sockopt::Ip6tOriginalDst).ok()?;
@@ -22,7 +25,12 @@ pub fn original_destination<S: AsFd>(socket: &S, local: SocketAddr) -> Option<So
             let port = u16::from_be(raw.sin6_port);
             match ip.to_ipv4_mapped() {
                 Some(v4) => Some(SocketAddr::V4(SocketAddrV4::new(v4, port))),
-                None => Some(SocketAddr::V6(SocketAddrV6::new(ip, port, 0, v6.scope_id()))),
+                None => Some(SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    port,
+                    0,
+                    v6.scope_id(),
+                ))),
             }
         }
     }

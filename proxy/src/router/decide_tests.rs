@@ -659,3 +659,34 @@ fn route_table_matches_the_scan() {
         assert_eq!(forwarded(&indexed).cluster, forwarded(&scanned).cluster);
     }
 }
+
+#[test]
+fn response_operations_can_drop_service_time_and_auto_host_rewrites() {
+    let mut a = forward("outbound|443||api.example.com");
+    a.auto_host_rewrite = true;
+    let mut r = route(
+        "ext",
+        PathMatch::Prefix("/".into()),
+        RouteAction::Forward(Box::new(a)),
+    );
+    r.response_headers
+        .remove
+        .push(http::HeaderName::from_static(
+            "x-envoy-upstream-service-time",
+        ));
+    let cfg = outbound_9080(vec![r]);
+    let p = parts("GET", "/v1", &[("host", "reviews")]);
+    let d = decide(&cfg, &p);
+    let f = forwarded(&d);
+    let mut resp = HeaderMap::new();
+    f.apply_to_response(&mut resp, Some(Duration::from_millis(3)));
+    assert!(!resp.contains_key("x-envoy-upstream-service-time"));
+
+    let mut up = p.clone();
+    f.apply_to_parts(&mut up).unwrap();
+    assert_eq!(up.headers["host"], "reviews");
+    f.apply_auto_host(&mut up, Some("api.example.com")).unwrap();
+    assert_eq!(up.headers["host"], "api.example.com");
+    f.apply_auto_host(&mut up, None).unwrap();
+    assert_eq!(up.headers["host"], "api.example.com");
+}

@@ -179,19 +179,19 @@ impl<'c> ForwardDecision<'c> {
         }
     }
 
-    /// The response's headers as they go downstream: configured operations, then
-    /// `x-envoy-upstream-service-time`, then CORS.
+    /// The response's headers as they go downstream: `x-envoy-upstream-service-time`,
+    /// then the configured operations (which may remove it), then CORS.
     pub fn apply_to_response(
         &self,
         headers: &mut HeaderMap,
         upstream_service_time: Option<Duration>,
     ) {
-        headers::apply_all(headers, &self.response_headers);
         if let Some(t) = upstream_service_time
             && !self.suppress_envoy_headers
         {
             headers::set_upstream_service_time(headers, t);
         }
+        headers::apply_all(headers, &self.response_headers);
         if let Some(cors) = &self.cors_response_headers {
             for (name, value) in cors {
                 headers.insert(name.clone(), value.clone());

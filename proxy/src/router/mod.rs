@@ -4,6 +4,17 @@
 //! aborts, CORS preflights). No I/O: the HTTP connection manager carries the
 //! [`RoutingDecision`] out.
 //!
+//! The HTTP connection manager's part, per request:
+//! 1. [`downstream::mutate_request_headers`] (XFF, XFP, `x-request-id`, internal-only
+//!    `x-envoy-*` stripped from external requests);
+//! 2. [`RouteTable::route_request`] with a [`RequestView`] of the request;
+//! 3. wait out [`RoutingDecision::delay`], then send the [`LocalReply`] of a redirect or
+//!    direct outcome, or for [`Outcome::Forward`]: [`ForwardDecision::apply_to_parts`],
+//!    pick a host of `cluster` (then [`ForwardDecision::apply_auto_host`]), send, and
+//!    feed failures to the [`RetryState`] from [`ForwardDecision::retry_state`]
+//!    (re-applying [`ForwardDecision::apply_attempt_headers`] on each retry); finally
+//!    [`ForwardDecision::apply_to_response`] on the response headers.
+//!
 //! Regexes in the config follow the conversion layer's contract: matchers are compiled
 //! anchored (full match), rewrite regexes unanchored, and their substitutions translated
 //! to the regex crate's syntax (`${1}`).

@@ -67,6 +67,15 @@ pub fn auto_host(action: &ForwardAction, upstream_hostname: Option<&str>) -> Opt
         .map(str::to_string)
 }
 
+/// The authority of a mirrored request: `-shadow` appended to the host name, before any
+/// port (`reviews:9080` → `reviews-shadow:9080`), so upstream logs tell mirrors apart.
+pub fn shadow_authority(authority: &str) -> String {
+    match authority.split_once(':') {
+        Some((host, port)) if !port.contains(':') => format!("{host}-shadow:{port}"),
+        _ => format!("{authority}-shadow"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +140,12 @@ mod tests {
             None,
             "empty result: no rewrite"
         );
+    }
+
+    #[test]
+    fn mirrored_authorities() {
+        assert_eq!(shadow_authority("reviews:9080"), "reviews-shadow:9080");
+        assert_eq!(shadow_authority("reviews"), "reviews-shadow");
     }
 
     #[test]
