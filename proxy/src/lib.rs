@@ -1,12 +1,15 @@
 //! strait-proxy: an Envoy-compatible sidecar proxy driven over ADS.
 
+pub mod applier;
+pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod http;
 pub mod listener;
 pub mod router;
-pub mod upstream;
-pub mod xds;
-pub mod tcp_proxy;
-pub mod worker;
-pub mod applier;
+pub mod server;
 pub mod snapshot;
+pub mod tcp_proxy;
+pub mod upstream;
+pub mod worker;
+pub mod xds;

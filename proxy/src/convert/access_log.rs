@@ -34,7 +34,9 @@ pub fn access_logs(list: &[PbAccessLog], ctx: &Ctx) -> Result<Vec<AccessLog>> {
 
 fn access_log(log: &PbAccessLog, ctx: &Ctx) -> Result<Option<AccessLog>> {
     let Some(access_log::ConfigType::TypedConfig(cfg)) = &log.config_type else {
-        return Err(ctx.field("typed_config").error(format!("access log '{}' has no typed_config", log.name)));
+        return Err(ctx
+            .field("typed_config")
+            .error(format!("access log '{}' has no typed_config", log.name)));
     };
     let ctx = ctx.field("typed_config");
     let decode_err = |e: strait_proto::xds::XdsError| ctx.error(e.to_string());
@@ -85,7 +87,11 @@ fn access_log(log: &PbAccessLog, ctx: &Ctx) -> Result<Option<AccessLog>> {
     )))
 }
 
-fn logger(sink: AccessLogSink, format: Option<String>, json_format: Option<Vec<(String, String)>>) -> AccessLog {
+fn logger(
+    sink: AccessLogSink,
+    format: Option<String>,
+    json_format: Option<Vec<(String, String)>>,
+) -> AccessLog {
     AccessLog {
         sink,
         format,
@@ -100,7 +106,9 @@ fn non_empty(s: &str) -> Option<String> {
 fn formatted(sink: AccessLogSink, sfs: &SubstitutionFormatString, ctx: &Ctx) -> Result<AccessLog> {
     use substitution_format_string::Format;
     if !sfs.formatters.is_empty() {
-        return Err(ctx.field("formatters").error("custom formatters are not supported"));
+        return Err(ctx
+            .field("formatters")
+            .error("custom formatters are not supported"));
     }
     Ok(match &sfs.format {
         None => logger(sink, None, None),
@@ -109,7 +117,9 @@ fn formatted(sink: AccessLogSink, sfs: &SubstitutionFormatString, ctx: &Ctx) -> 
             let text = data_source::inline_text(ds, &ctx.field("text_format_source"))?;
             logger(sink, non_empty(&text), None)
         }
-        Some(Format::JsonFormat(j)) => logger(sink, None, Some(json_format(j, &ctx.field("json_format"))?)),
+        Some(Format::JsonFormat(j)) => {
+            logger(sink, None, Some(json_format(j, &ctx.field("json_format"))?))
+        }
     })
 }
 
@@ -151,17 +161,26 @@ mod tests {
     fn file_logger_with_text_format_source() {
         let f = FileAccessLog {
             path: "/dev/stdout".into(),
-            access_log_format: Some(file_access_log::AccessLogFormat::LogFormat(SubstitutionFormatString {
-                format: Some(substitution_format_string::Format::TextFormatSource(DataSource {
-                    specifier: Some(Specifier::InlineString("[%START_TIME%] %REQ(:METHOD)%\n".into())),
+            access_log_format: Some(file_access_log::AccessLogFormat::LogFormat(
+                SubstitutionFormatString {
+                    format: Some(substitution_format_string::Format::TextFormatSource(
+                        DataSource {
+                            specifier: Some(Specifier::InlineString(
+                                "[%START_TIME%] %REQ(:METHOD)%\n".into(),
+                            )),
+                            ..Default::default()
+                        },
+                    )),
                     ..Default::default()
-                })),
-                ..Default::default()
-            })),
+                },
+            )),
         };
         let out = access_logs(&[log(any::pack(&f))], &ctx()).unwrap();
         assert_eq!(out[0].sink, AccessLogSink::Stdout);
-        assert_eq!(out[0].format.as_deref(), Some("[%START_TIME%] %REQ(:METHOD)%\n"));
+        assert_eq!(
+            out[0].format.as_deref(),
+            Some("[%START_TIME%] %REQ(:METHOD)%\n")
+        );
     }
 
     #[test]
@@ -175,11 +194,23 @@ mod tests {
         );
         let f = FileAccessLog {
             path: "/var/log/a.log".into(),
-            access_log_format: Some(file_access_log::AccessLogFormat::JsonFormat(Struct { fields })),
+            access_log_format: Some(file_access_log::AccessLogFormat::JsonFormat(Struct {
+                fields,
+            })),
         };
-        let out = access_logs(&[log(any::pack(&f)), log(any::pack(&StderrAccessLog::default()))], &ctx()).unwrap();
+        let out = access_logs(
+            &[
+                log(any::pack(&f)),
+                log(any::pack(&StderrAccessLog::default())),
+            ],
+            &ctx(),
+        )
+        .unwrap();
         assert_eq!(out[0].sink, AccessLogSink::File("/var/log/a.log".into()));
-        assert_eq!(out[0].json_format, Some(vec![("method".into(), "%REQ(:METHOD)%".into())]));
+        assert_eq!(
+            out[0].json_format,
+            Some(vec![("method".into(), "%REQ(:METHOD)%".into())])
+        );
         assert_eq!(out[1].sink, AccessLogSink::Stderr);
         assert_eq!(out[1].format, None);
     }

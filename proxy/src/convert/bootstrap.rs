@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 
 use strait_proto::envoy::config::bootstrap::v3::Bootstrap;
-use strait_proto::envoy::config::core::v3::{ApiConfigSource, Node, api_config_source::ApiType, grpc_service};
+use strait_proto::envoy::config::core::v3::{
+    ApiConfigSource, Node, api_config_source::ApiType, grpc_service,
+};
 use strait_proto::xds::json;
 
 use super::{address, cluster, hcm, listener};
@@ -75,11 +77,20 @@ pub fn bootstrap(b: &Bootstrap) -> Result<BootstrapConfig> {
         None => (Vec::new(), Vec::new()),
         Some(sr) => {
             if !sr.secrets.is_empty() {
-                notes.push(format!("{} static secrets ignored (TLS is not implemented)", sr.secrets.len()));
+                notes.push(format!(
+                    "{} static secrets ignored (TLS is not implemented)",
+                    sr.secrets.len()
+                ));
             }
             (
-                sr.listeners.iter().map(listener::listener).collect::<Result<Vec<_>>>()?,
-                sr.clusters.iter().map(cluster::cluster).collect::<Result<Vec<_>>>()?,
+                sr.listeners
+                    .iter()
+                    .map(listener::listener)
+                    .collect::<Result<Vec<_>>>()?,
+                sr.clusters
+                    .iter()
+                    .map(cluster::cluster)
+                    .collect::<Result<Vec<_>>>()?,
             )
         }
     };
@@ -95,14 +106,20 @@ pub fn bootstrap(b: &Bootstrap) -> Result<BootstrapConfig> {
         if let Some(a) = &dr.ads_config {
             let cfg = ads_config(a, &dctx.field("ads_config"))?;
             if !static_clusters.iter().any(|c| c.name == cfg.cluster) {
-                return Err(dctx.field("ads_config").field("grpc_services").index(0).error(format!(
-                    "the ADS cluster '{}' is not a static cluster",
-                    cfg.cluster
-                )));
+                return Err(dctx
+                    .field("ads_config")
+                    .field("grpc_services")
+                    .index(0)
+                    .error(format!(
+                        "the ADS cluster '{}' is not a static cluster",
+                        cfg.cluster
+                    )));
             }
             ads = Some(cfg);
         } else if dr.lds_config.is_some() || dr.cds_config.is_some() {
-            return Err(dctx.field("ads_config").error("lds_config/cds_config use ADS but ads_config is unset"));
+            return Err(dctx
+                .field("ads_config")
+                .error("lds_config/cds_config use ADS but ads_config is unset"));
         }
     }
     if b.layered_runtime.is_some() {
@@ -125,13 +142,17 @@ pub fn bootstrap(b: &Bootstrap) -> Result<BootstrapConfig> {
 }
 
 fn node(n: Option<&Node>, ctx: &Ctx) -> Result<NodeInfo> {
-    let Some(n) = n else { return Ok(NodeInfo::default()) };
+    let Some(n) = n else {
+        return Ok(NodeInfo::default());
+    };
     let metadata = match &n.metadata {
         None => serde_json::Map::new(),
-        Some(s) => match json::to_json(s).map_err(|e| ctx.field("metadata").error(e.to_string()))? {
-            serde_json::Value::Object(m) => m,
-            _ => serde_json::Map::new(),
-        },
+        Some(s) => {
+            match json::to_json(s).map_err(|e| ctx.field("metadata").error(e.to_string()))? {
+                serde_json::Value::Object(m) => m,
+                _ => serde_json::Map::new(),
+            }
+        }
     };
     Ok(NodeInfo {
         id: n.id.clone(),
@@ -153,23 +174,37 @@ fn ads_config(a: &ApiConfigSource, ctx: &Ctx) -> Result<AdsConfig> {
         Ok(ApiType::Grpc | ApiType::AggregatedGrpc) => AdsApiType::Grpc,
         Ok(ApiType::DeltaGrpc | ApiType::AggregatedDeltaGrpc) => AdsApiType::DeltaGrpc,
         Ok(other) => {
+            return Err(ctx.field("api_type").error(format!(
+                "api_type {} is not supported for ADS; use GRPC or DELTA_GRPC",
+                other.as_str_name()
+            )));
+        }
+        Err(_) => {
             return Err(ctx
                 .field("api_type")
-                .error(format!("api_type {} is not supported for ADS; use GRPC or DELTA_GRPC", other.as_str_name())));
+                .error(format!("unknown api_type {}", a.api_type)));
         }
-        Err(_) => return Err(ctx.field("api_type").error(format!("unknown api_type {}", a.api_type))),
     };
     let [service] = a.grpc_services.as_slice() else {
-        return Err(ctx.field("grpc_services").error("exactly one gRPC service is required"));
+        return Err(ctx
+            .field("grpc_services")
+            .error("exactly one gRPC service is required"));
     };
     let sctx = ctx.field("grpc_services").index(0);
     let cluster = match &service.target_specifier {
-        Some(grpc_service::TargetSpecifier::EnvoyGrpc(g)) if !g.cluster_name.is_empty() => g.cluster_name.clone(),
+        Some(grpc_service::TargetSpecifier::EnvoyGrpc(g)) if !g.cluster_name.is_empty() => {
+            g.cluster_name.clone()
+        }
         Some(grpc_service::TargetSpecifier::EnvoyGrpc(_)) => {
-            return Err(sctx.field("envoy_grpc").field("cluster_name").error("cluster_name must not be empty"));
+            return Err(sctx
+                .field("envoy_grpc")
+                .field("cluster_name")
+                .error("cluster_name must not be empty"));
         }
         Some(grpc_service::TargetSpecifier::GoogleGrpc(_)) => {
-            return Err(sctx.field("google_grpc").error("google_grpc is not supported; use envoy_grpc"));
+            return Err(sctx
+                .field("google_grpc")
+                .error("google_grpc is not supported; use envoy_grpc"));
         }
         None => return Err(sctx.error("envoy_grpc is required")),
     };

@@ -45,15 +45,27 @@ pub fn cluster(c: &PbCluster) -> Result<Cluster> {
         .upstream_bind_config
         .as_ref()
         .and_then(|b| b.source_address.as_ref())
-        .map(|sa| address::bare_socket_addr(sa, &ctx.field("upstream_bind_config").field("source_address")))
+        .map(|sa| {
+            address::bare_socket_addr(
+                sa,
+                &ctx.field("upstream_bind_config").field("source_address"),
+            )
+        })
         .transpose()?;
-    let healthy_panic_threshold = match c.common_lb_config.as_ref().and_then(|l| l.healthy_panic_threshold.as_ref()) {
+    let healthy_panic_threshold = match c
+        .common_lb_config
+        .as_ref()
+        .and_then(|l| l.healthy_panic_threshold.as_ref())
+    {
         None => DEFAULT_PANIC_THRESHOLD,
-        Some(p) => wkt::percent(p, &ctx.field("common_lb_config").field("healthy_panic_threshold"))?,
+        Some(p) => wkt::percent(
+            p,
+            &ctx.field("common_lb_config")
+                .field("healthy_panic_threshold"),
+        )?,
     };
     let has_transport_socket = transport_socket::is_secure(c.transport_socket.as_ref())
-        || c
-            .transport_socket_matches
+        || c.transport_socket_matches
             .iter()
             .any(|m| transport_socket::is_secure(m.transport_socket.as_ref()));
     let cleanup_interval = if dtype == DiscoveryType::OriginalDst {
@@ -92,13 +104,19 @@ fn unsupported(c: &PbCluster, ctx: &Ctx) -> Result<()> {
             .error("load_balancing_policy extensions are not supported; use lb_policy"));
     }
     if !c.filters.is_empty() {
-        return Err(ctx.field("filters").error("upstream network filters are not supported"));
+        return Err(ctx
+            .field("filters")
+            .error("upstream network filters are not supported"));
     }
     if c.transport_socket_matcher.is_some() {
-        return Err(ctx.field("transport_socket_matcher").error("the matcher API for transport sockets is not supported"));
+        return Err(ctx
+            .field("transport_socket_matcher")
+            .error("the matcher API for transport sockets is not supported"));
     }
     if c.upstream_config.is_some() {
-        return Err(ctx.field("upstream_config").error("custom upstream configs are not supported"));
+        return Err(ctx
+            .field("upstream_config")
+            .error("custom upstream configs are not supported"));
     }
     Ok(())
 }
@@ -119,17 +137,19 @@ fn discovery(c: &PbCluster, dtype: DiscoveryType, ctx: &Ctx) -> Result<Discovery
     let la_ctx = ctx.field("load_assignment");
     match dtype {
         DiscoveryType::Eds => {
-            let eds = c
-                .eds_cluster_config
-                .as_ref()
-                .ok_or_else(|| ctx.field("eds_cluster_config").error("EDS clusters need eds_cluster_config"))?;
+            let eds = c.eds_cluster_config.as_ref().ok_or_else(|| {
+                ctx.field("eds_cluster_config")
+                    .error("EDS clusters need eds_cluster_config")
+            })?;
             let ectx = ctx.field("eds_cluster_config");
             let source = eds
                 .eds_config
                 .as_ref()
                 .ok_or_else(|| ectx.field("eds_config").error("eds_config is required"))?;
             if source.config_source_specifier.is_none() {
-                return Err(ectx.field("eds_config").error("config source specifier is required"));
+                return Err(ectx
+                    .field("eds_config")
+                    .error("config source specifier is required"));
             }
             let service_name = if eds.service_name.is_empty() {
                 c.name.clone()
@@ -158,27 +178,44 @@ fn discovery(c: &PbCluster, dtype: DiscoveryType, ctx: &Ctx) -> Result<Discovery
                 Some(d) => {
                     let r = wkt::duration(d, &ctx.field("dns_refresh_rate"))?;
                     if r < Duration::from_millis(1) {
-                        return Err(ctx.field("dns_refresh_rate").error("dns_refresh_rate must be at least 1ms"));
+                        return Err(ctx
+                            .field("dns_refresh_rate")
+                            .error("dns_refresh_rate must be at least 1ms"));
                     }
                     r
                 }
             };
-            Ok(Discovery::Dns { hosts, logical, refresh })
+            Ok(Discovery::Dns {
+                hosts,
+                logical,
+                refresh,
+            })
         }
         DiscoveryType::OriginalDst => {
-            if c.load_assignment.as_ref().is_some_and(|la| !la.endpoints.is_empty()) {
-                return Err(la_ctx.error("ORIGINAL_DST clusters must have no load assignment configured"));
+            if c.load_assignment
+                .as_ref()
+                .is_some_and(|la| !la.endpoints.is_empty())
+            {
+                return Err(
+                    la_ctx.error("ORIGINAL_DST clusters must have no load assignment configured")
+                );
             }
             if let Some(LbConfig::OriginalDstLbConfig(o)) = &c.lb_config {
                 let octx = ctx.field("original_dst_lb_config");
                 if o.use_http_header {
-                    return Err(octx.field("use_http_header").error("taking the destination from a header is not supported"));
+                    return Err(octx
+                        .field("use_http_header")
+                        .error("taking the destination from a header is not supported"));
                 }
                 if o.upstream_port_override.is_some() {
-                    return Err(octx.field("upstream_port_override").error("upstream port overrides are not supported"));
+                    return Err(octx
+                        .field("upstream_port_override")
+                        .error("upstream port overrides are not supported"));
                 }
                 if o.metadata_key.is_some() {
-                    return Err(octx.field("metadata_key").error("taking the destination from metadata is not supported"));
+                    return Err(octx
+                        .field("metadata_key")
+                        .error("taking the destination from metadata is not supported"));
                 }
             }
             Ok(Discovery::OriginalDst)
@@ -229,10 +266,14 @@ fn lb_policy(c: &PbCluster, dtype: DiscoveryType, ctx: &Ctx) -> Result<LbPolicy>
             };
             let rctx = ctx.field("ring_hash_lb_config");
             if min == 0 || min > DEFAULT_MAX_RING || max > DEFAULT_MAX_RING {
-                return Err(rctx.error(format!("ring sizes must be between 1 and {DEFAULT_MAX_RING}")));
+                return Err(rctx.error(format!(
+                    "ring sizes must be between 1 and {DEFAULT_MAX_RING}"
+                )));
             }
             if min > max {
-                return Err(rctx.error(format!("minimum_ring_size ({min}) > maximum_ring_size ({max})")));
+                return Err(rctx.error(format!(
+                    "minimum_ring_size ({min}) > maximum_ring_size ({max})"
+                )));
             }
             LbPolicy::RingHash {
                 minimum_ring_size: min,
@@ -241,7 +282,9 @@ fn lb_policy(c: &PbCluster, dtype: DiscoveryType, ctx: &Ctx) -> Result<LbPolicy>
         }
         PbLbPolicy::Maglev => {
             let table_size = match &c.lb_config {
-                Some(LbConfig::MaglevLbConfig(m)) => wkt::u64_or(m.table_size.as_ref(), DEFAULT_MAGLEV_TABLE),
+                Some(LbConfig::MaglevLbConfig(m)) => {
+                    wkt::u64_or(m.table_size.as_ref(), DEFAULT_MAGLEV_TABLE)
+                }
                 _ => DEFAULT_MAGLEV_TABLE,
             };
             if table_size > 5_000_011 || !is_prime(table_size) {
@@ -291,7 +334,10 @@ fn thresholds(cb: Option<&CircuitBreakers>, ctx: &Ctx) -> Result<Thresholds> {
         let d = Thresholds::default();
         out = Thresholds {
             max_connections: wkt::u32_or(t.max_connections.as_ref(), d.max_connections),
-            max_pending_requests: wkt::u32_or(t.max_pending_requests.as_ref(), d.max_pending_requests),
+            max_pending_requests: wkt::u32_or(
+                t.max_pending_requests.as_ref(),
+                d.max_pending_requests,
+            ),
             max_requests: wkt::u32_or(t.max_requests.as_ref(), d.max_requests),
             max_retries: wkt::u32_or(t.max_retries.as_ref(), d.max_retries),
         };
@@ -306,7 +352,9 @@ fn outlier_detection(o: &PbOutlier, ctx: &Ctx) -> Result<OutlierDetection> {
     let enforced = |threshold: u32, enforcing: u32| if enforcing == 0 { 0 } else { threshold };
     let max_ejection_percent = wkt::u32_or(o.max_ejection_percent.as_ref(), 10);
     if max_ejection_percent > 100 {
-        return Err(ctx.field("max_ejection_percent").error("max_ejection_percent must be at most 100"));
+        return Err(ctx
+            .field("max_ejection_percent")
+            .error("max_ejection_percent must be at most 100"));
     }
     Ok(OutlierDetection {
         consecutive_5xx: enforced(

@@ -3,8 +3,12 @@
 
 use std::time::Duration;
 
-use strait_proto::envoy::config::cluster::v3::{Cluster as PbCluster, cluster::ClusterProtocolSelection};
-use strait_proto::envoy::config::core::v3::{Http2ProtocolOptions, HttpProtocolOptions as PbCommon};
+use strait_proto::envoy::config::cluster::v3::{
+    Cluster as PbCluster, cluster::ClusterProtocolSelection,
+};
+use strait_proto::envoy::config::core::v3::{
+    Http2ProtocolOptions, HttpProtocolOptions as PbCommon,
+};
 use strait_proto::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions as PbHttpOptions,
     http_protocol_options::{UpstreamProtocolOptions, explicit_http_config::ProtocolConfig},
@@ -35,17 +39,26 @@ pub fn http_options(c: &PbCluster, ctx: &Ctx) -> Result<HttpProtocolOptions> {
             from_typed(&opts, &octx)
         }
         None => {
-            let protocol = if c.protocol_selection == ClusterProtocolSelection::UseDownstreamProtocol as i32 {
-                UpstreamProtocol::UseDownstream
-            } else if c.http2_protocol_options.is_some() {
-                UpstreamProtocol::Http2
-            } else {
-                UpstreamProtocol::Http1
-            };
-            let mut out = common(c.common_http_protocol_options.as_ref(), protocol, &ctx.field("common_http_protocol_options"))?;
+            let protocol =
+                if c.protocol_selection == ClusterProtocolSelection::UseDownstreamProtocol as i32 {
+                    UpstreamProtocol::UseDownstream
+                } else if c.http2_protocol_options.is_some() {
+                    UpstreamProtocol::Http2
+                } else {
+                    UpstreamProtocol::Http1
+                };
+            let mut out = common(
+                c.common_http_protocol_options.as_ref(),
+                protocol,
+                &ctx.field("common_http_protocol_options"),
+            )?;
             out.max_concurrent_streams = max_streams(c.http2_protocol_options.as_ref());
             if out.max_requests_per_connection.is_none() {
-                out.max_requests_per_connection = c.max_requests_per_connection.as_ref().map(|v| v.value).filter(|v| *v > 0);
+                out.max_requests_per_connection = c
+                    .max_requests_per_connection
+                    .as_ref()
+                    .map(|v| v.value)
+                    .filter(|v| *v > 0);
             }
             Ok(out)
         }
@@ -75,7 +88,9 @@ fn typed_options(c: &PbCluster, ctx: &Ctx) -> Result<Option<(PbHttpOptions, Ctx)
 
 fn from_typed(o: &PbHttpOptions, ctx: &Ctx) -> Result<HttpProtocolOptions> {
     if !o.http_filters.is_empty() {
-        return Err(ctx.field("http_filters").error("upstream HTTP filters are not supported"));
+        return Err(ctx
+            .field("http_filters")
+            .error("upstream HTTP filters are not supported"));
     }
     let uctx = ctx.field("upstream_protocol_options");
     let (protocol, h2) = match &o.upstream_protocol_options {
@@ -88,11 +103,16 @@ fn from_typed(o: &PbHttpOptions, ctx: &Ctx) -> Result<HttpProtocolOptions> {
                     .field("http3_protocol_options")
                     .error("HTTP/3 upstreams are not supported"));
             }
-            None => return Err(ctx.field("explicit_http_config").error("protocol_config is required")),
+            None => {
+                return Err(ctx
+                    .field("explicit_http_config")
+                    .error("protocol_config is required"));
+            }
         },
-        Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(u)) => {
-            (UpstreamProtocol::UseDownstream, u.http2_protocol_options.as_ref())
-        }
+        Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(u)) => (
+            UpstreamProtocol::UseDownstream,
+            u.http2_protocol_options.as_ref(),
+        ),
         Some(UpstreamProtocolOptions::AutoConfig(_)) => {
             return Err(ctx
                 .field("auto_config")
@@ -100,15 +120,27 @@ fn from_typed(o: &PbHttpOptions, ctx: &Ctx) -> Result<HttpProtocolOptions> {
         }
         None => return Err(uctx.error("upstream_protocol_options is required")),
     };
-    let mut out = common(o.common_http_protocol_options.as_ref(), protocol, &ctx.field("common_http_protocol_options"))?;
+    let mut out = common(
+        o.common_http_protocol_options.as_ref(),
+        protocol,
+        &ctx.field("common_http_protocol_options"),
+    )?;
     out.max_concurrent_streams = max_streams(h2);
     Ok(out)
 }
 
-fn common(c: Option<&PbCommon>, protocol: UpstreamProtocol, ctx: &Ctx) -> Result<HttpProtocolOptions> {
+fn common(
+    c: Option<&PbCommon>,
+    protocol: UpstreamProtocol,
+    ctx: &Ctx,
+) -> Result<HttpProtocolOptions> {
     Ok(HttpProtocolOptions {
         protocol,
-        idle_timeout: wkt::timeout(c.and_then(|c| c.idle_timeout.as_ref()), Some(DEFAULT_IDLE_TIMEOUT), &ctx.field("idle_timeout"))?,
+        idle_timeout: wkt::timeout(
+            c.and_then(|c| c.idle_timeout.as_ref()),
+            Some(DEFAULT_IDLE_TIMEOUT),
+            &ctx.field("idle_timeout"),
+        )?,
         max_requests_per_connection: c
             .and_then(|c| c.max_requests_per_connection.as_ref())
             .map(|v| v.value)
@@ -123,5 +155,6 @@ fn common(c: Option<&PbCommon>, protocol: UpstreamProtocol, ctx: &Ctx) -> Result
 }
 
 fn max_streams(h2: Option<&Http2ProtocolOptions>) -> Option<u32> {
-    h2.and_then(|h| h.max_concurrent_streams.as_ref()).map(|v| v.value)
+    h2.and_then(|h| h.max_concurrent_streams.as_ref())
+        .map(|v| v.value)
 }

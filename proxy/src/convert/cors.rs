@@ -3,7 +3,9 @@
 //! (`filter_enabled` at 0 %).
 
 use strait_proto::envoy::config::core::v3::RuntimeFractionalPercent;
-use strait_proto::envoy::config::route::v3::{CorsPolicy as RouteCors, cors_policy::EnabledSpecifier};
+use strait_proto::envoy::config::route::v3::{
+    CorsPolicy as RouteCors, cors_policy::EnabledSpecifier,
+};
 use strait_proto::envoy::extensions::filters::http::cors::v3::CorsPolicy as FilterCors;
 use strait_proto::envoy::r#type::matcher::v3::StringMatcher as PbStringMatcher;
 use strait_proto::google::protobuf::BoolValue;
@@ -85,10 +87,10 @@ fn build(f: Fields<'_>, ctx: &Ctx, enabled_field: &str) -> Result<Option<CorsPol
     // no runtime here and count as on.
     if let Some(enabled) = f.enabled {
         let ectx = ctx.field(enabled_field);
-        let dv = enabled
-            .default_value
-            .as_ref()
-            .ok_or_else(|| ectx.field("default_value").error("default_value is required"))?;
+        let dv = enabled.default_value.as_ref().ok_or_else(|| {
+            ectx.field("default_value")
+                .error("default_value is required")
+        })?;
         if wkt::fraction(dv, &ectx.field("default_value"))? == PartsPerMillion::NONE {
             return Ok(None);
         }

@@ -9,12 +9,12 @@ pub fn inline_bytes(ds: &DataSource, ctx: &Ctx) -> Result<Vec<u8>> {
     match &ds.specifier {
         Some(Specifier::InlineString(s)) => Ok(s.as_bytes().to_vec()),
         Some(Specifier::InlineBytes(b)) => Ok(b.clone()),
-        Some(Specifier::Filename(f)) => Err(ctx
-            .field("filename")
-            .error(format!("file data sources ('{f}') are not supported; inline the content"))),
-        Some(Specifier::EnvironmentVariable(v)) => Err(ctx
-            .field("environment_variable")
-            .error(format!("environment variable data sources ('{v}') are not supported"))),
+        Some(Specifier::Filename(f)) => Err(ctx.field("filename").error(format!(
+            "file data sources ('{f}') are not supported; inline the content"
+        ))),
+        Some(Specifier::EnvironmentVariable(v)) => Err(ctx.field("environment_variable").error(
+            format!("environment variable data sources ('{v}') are not supported"),
+        )),
         None => Ok(Vec::new()),
     }
 }

@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use strait_proto::envoy::config::core::v3::{Address, HealthStatus, Locality as PbLocality, Metadata};
+use strait_proto::envoy::config::core::v3::{
+    Address, HealthStatus, Locality as PbLocality, Metadata,
+};
 use strait_proto::envoy::config::endpoint::v3::{
-    ClusterLoadAssignment as PbCla, LbEndpoint as PbLbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
-    locality_lb_endpoints::LbConfig,
+    ClusterLoadAssignment as PbCla, LbEndpoint as PbLbEndpoint, LocalityLbEndpoints,
+    lb_endpoint::HostIdentifier, locality_lb_endpoints::LbConfig,
 };
 use strait_proto::xds::json;
 
@@ -28,7 +30,9 @@ impl TryFrom<&PbCla> for ClusterLoadAssignment {
 pub fn cluster_load_assignment(cla: &PbCla) -> Result<ClusterLoadAssignment> {
     let ctx = Ctx::new("ClusterLoadAssignment", &cla.cluster_name);
     if cla.cluster_name.is_empty() {
-        return Err(ctx.field("cluster_name").error("cluster_name must not be empty"));
+        return Err(ctx
+            .field("cluster_name")
+            .error("cluster_name must not be empty"));
     }
     Ok(ClusterLoadAssignment {
         cluster_name: cla.cluster_name.clone(),
@@ -47,7 +51,8 @@ pub fn endpoints_in(cla: &PbCla, ctx: &Ctx) -> Result<Vec<LbEndpoint>> {
         let locality = locality(group.locality.as_ref());
         for_each_endpoint(group, &gctx, |e, ectx| {
             let address = endpoint_of(e, ectx)?;
-            let address = address::socket_addr(address, true, &ectx.field("endpoint").field("address"))?;
+            let address =
+                address::socket_addr(address, true, &ectx.field("endpoint").field("address"))?;
             out.push(LbEndpoint {
                 address,
                 weight: weight(e, ectx)?,
@@ -72,7 +77,10 @@ pub fn dns_hosts(cla: &PbCla, ctx: &Ctx) -> Result<Vec<(String, u16)>> {
         locality_weight(group, &gctx)?;
         for_each_endpoint(group, &gctx, |e, ectx| {
             let address = endpoint_of(e, ectx)?;
-            out.push(address::host_port(address, &ectx.field("endpoint").field("address"))?);
+            out.push(address::host_port(
+                address,
+                &ectx.field("endpoint").field("address"),
+            )?);
             Ok(())
         })?;
     }
@@ -81,10 +89,19 @@ pub fn dns_hosts(cla: &PbCla, ctx: &Ctx) -> Result<Vec<(String, u16)>> {
 
 fn check_assignment(cla: &PbCla, ctx: &Ctx) -> Result<()> {
     if !cla.named_endpoints.is_empty() {
-        return Err(ctx.field("named_endpoints").error("named endpoints are not supported"));
+        return Err(ctx
+            .field("named_endpoints")
+            .error("named endpoints are not supported"));
     }
-    if cla.policy.as_ref().is_some_and(|p| !p.drop_overloads.is_empty()) {
-        return Err(ctx.field("policy").field("drop_overloads").error("drop overloads are not supported"));
+    if cla
+        .policy
+        .as_ref()
+        .is_some_and(|p| !p.drop_overloads.is_empty())
+    {
+        return Err(ctx
+            .field("policy")
+            .field("drop_overloads")
+            .error("drop overloads are not supported"));
     }
     Ok(())
 }
@@ -95,7 +112,9 @@ fn for_each_endpoint(
     mut f: impl FnMut(&PbLbEndpoint, &Ctx) -> Result<()>,
 ) -> Result<()> {
     if group.priority > MAX_PRIORITY {
-        return Err(ctx.field("priority").error(format!("priority must be at most {MAX_PRIORITY}")));
+        return Err(ctx
+            .field("priority")
+            .error(format!("priority must be at most {MAX_PRIORITY}")));
     }
     for (j, e) in group.lb_endpoints.iter().enumerate() {
         f(e, &ctx.field("lb_endpoints").index(j))?;
@@ -104,7 +123,12 @@ fn for_each_endpoint(
         None => Ok(()),
         Some(LbConfig::LoadBalancerEndpoints(list)) => {
             for (j, e) in list.lb_endpoints.iter().enumerate() {
-                f(e, &ctx.field("load_balancer_endpoints").field("lb_endpoints").index(j))?;
+                f(
+                    e,
+                    &ctx.field("load_balancer_endpoints")
+                        .field("lb_endpoints")
+                        .index(j),
+                )?;
             }
             Ok(())
         }
@@ -118,10 +142,11 @@ fn for_each_endpoint(
 /// not used).
 fn endpoint_of<'a>(e: &'a PbLbEndpoint, ctx: &Ctx) -> Result<&'a Address> {
     match &e.host_identifier {
-        Some(HostIdentifier::Endpoint(ep)) => ep
-            .address
-            .as_ref()
-            .ok_or_else(|| ctx.field("endpoint").field("address").error("address is required")),
+        Some(HostIdentifier::Endpoint(ep)) => ep.address.as_ref().ok_or_else(|| {
+            ctx.field("endpoint")
+                .field("address")
+                .error("address is required")
+        }),
         Some(HostIdentifier::EndpointName(n)) => Err(ctx
             .field("endpoint_name")
             .error(format!("named endpoints ('{n}') are not supported"))),
@@ -132,7 +157,9 @@ fn endpoint_of<'a>(e: &'a PbLbEndpoint, ctx: &Ctx) -> Result<&'a Address> {
 fn locality_weight(group: &LocalityLbEndpoints, ctx: &Ctx) -> Result<Option<u32>> {
     match &group.load_balancing_weight {
         None => Ok(None),
-        Some(w) if w.value == 0 => Err(ctx.field("load_balancing_weight").error("load_balancing_weight must be at least 1")),
+        Some(w) if w.value == 0 => Err(ctx
+            .field("load_balancing_weight")
+            .error("load_balancing_weight must be at least 1")),
         Some(w) => Ok(Some(w.value)),
     }
 }
@@ -148,7 +175,9 @@ fn locality(l: Option<&PbLocality>) -> Locality {
 fn weight(e: &PbLbEndpoint, ctx: &Ctx) -> Result<u32> {
     match &e.load_balancing_weight {
         None => Ok(1),
-        Some(w) if w.value == 0 => Err(ctx.field("load_balancing_weight").error("load_balancing_weight must be at least 1")),
+        Some(w) if w.value == 0 => Err(ctx
+            .field("load_balancing_weight")
+            .error("load_balancing_weight must be at least 1")),
         Some(w) => Ok(w.value),
     }
 }
@@ -166,11 +195,14 @@ fn health(status: i32, ctx: &Ctx) -> Result<Health> {
 
 /// `filter_metadata` as proto3 JSON, one entry per filter namespace.
 pub fn metadata(m: Option<&Metadata>, ctx: &Ctx) -> Result<BTreeMap<String, serde_json::Value>> {
-    let Some(m) = m else { return Ok(BTreeMap::new()) };
+    let Some(m) = m else {
+        return Ok(BTreeMap::new());
+    };
     m.filter_metadata
         .iter()
         .map(|(k, v)| {
-            let value = json::to_json(v).map_err(|e| ctx.field("filter_metadata").field(k).error(e.to_string()))?;
+            let value = json::to_json(v)
+                .map_err(|e| ctx.field("filter_metadata").field(k).error(e.to_string()))?;
             Ok((k.clone(), value))
         })
         .collect()

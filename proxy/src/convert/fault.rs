@@ -1,7 +1,9 @@
 //! The fault filter's `HTTPFault`, as a per-route config.
 
 use strait_proto::envoy::extensions::filters::common::fault::v3::fault_delay::FaultDelaySecifier;
-use strait_proto::envoy::extensions::filters::http::fault::v3::{HttpFault, fault_abort::ErrorType};
+use strait_proto::envoy::extensions::filters::http::fault::v3::{
+    HttpFault, fault_abort::ErrorType,
+};
 
 use super::wkt;
 use crate::config::common::PartsPerMillion;
@@ -19,12 +21,18 @@ pub fn fault_config(f: &HttpFault, ctx: &Ctx) -> Result<FaultConfig> {
                     wkt::duration(dur, &dctx.field("fixed_delay"))?
                 }
                 Some(FaultDelaySecifier::HeaderDelay(_)) => {
-                    return Err(dctx.field("header_delay").error("header-controlled delays are not supported"));
+                    return Err(dctx
+                        .field("header_delay")
+                        .error("header-controlled delays are not supported"));
                 }
                 None => return Err(dctx.error("fixed_delay is required")),
             };
             // An unset percentage is Envoy's zero-valued FractionalPercent: never.
-            let pct = wkt::fraction_or(d.percentage.as_ref(), PartsPerMillion::NONE, &dctx.field("percentage"))?;
+            let pct = wkt::fraction_or(
+                d.percentage.as_ref(),
+                PartsPerMillion::NONE,
+                &dctx.field("percentage"),
+            )?;
             Some((fixed, pct))
         }
     };
@@ -37,16 +45,25 @@ pub fn fault_config(f: &HttpFault, ctx: &Ctx) -> Result<FaultConfig> {
                     let status = u16::try_from(*s)
                         .ok()
                         .filter(|s| (200..600).contains(s))
-                        .ok_or_else(|| actx.field("http_status").error(format!("HTTP status {s} must be in [200, 600)")))?;
+                        .ok_or_else(|| {
+                            actx.field("http_status")
+                                .error(format!("HTTP status {s} must be in [200, 600)"))
+                        })?;
                     FaultAbort::Http(status)
                 }
                 Some(ErrorType::GrpcStatus(s)) => FaultAbort::Grpc(*s),
                 Some(ErrorType::HeaderAbort(_)) => {
-                    return Err(actx.field("header_abort").error("header-controlled aborts are not supported"));
+                    return Err(actx
+                        .field("header_abort")
+                        .error("header-controlled aborts are not supported"));
                 }
                 None => return Err(actx.error("http_status or grpc_status is required")),
             };
-            let pct = wkt::fraction_or(a.percentage.as_ref(), PartsPerMillion::NONE, &actx.field("percentage"))?;
+            let pct = wkt::fraction_or(
+                a.percentage.as_ref(),
+                PartsPerMillion::NONE,
+                &actx.field("percentage"),
+            )?;
             Some((kind, pct))
         }
     };
@@ -72,16 +89,24 @@ pub fn check_filter_level(f: &HttpFault, ctx: &Ctx) -> Result<()> {
 
 fn check_unsupported(f: &HttpFault, ctx: &Ctx) -> Result<()> {
     if !f.headers.is_empty() {
-        return Err(ctx.field("headers").error("header conditions on faults are not supported"));
+        return Err(ctx
+            .field("headers")
+            .error("header conditions on faults are not supported"));
     }
     if !f.upstream_cluster.is_empty() {
-        return Err(ctx.field("upstream_cluster").error("upstream_cluster conditions on faults are not supported"));
+        return Err(ctx
+            .field("upstream_cluster")
+            .error("upstream_cluster conditions on faults are not supported"));
     }
     if !f.downstream_nodes.is_empty() {
-        return Err(ctx.field("downstream_nodes").error("downstream_nodes conditions on faults are not supported"));
+        return Err(ctx
+            .field("downstream_nodes")
+            .error("downstream_nodes conditions on faults are not supported"));
     }
     if f.response_rate_limit.is_some() {
-        return Err(ctx.field("response_rate_limit").error("response rate limiting is not supported"));
+        return Err(ctx
+            .field("response_rate_limit")
+            .error("response rate limiting is not supported"));
     }
     Ok(())
 }

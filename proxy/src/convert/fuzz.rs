@@ -11,7 +11,9 @@ use super::{bootstrap, resource};
 /// ClusterLoadAssignment, Bootstrap); the rest is decoded as that message and, if it
 /// decodes, converted. The result is discarded: only panics matter.
 pub fn fuzz_entry(data: &[u8]) {
-    let Some((&selector, rest)) = data.split_first() else { return };
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
     let url = match selector % 5 {
         0 => type_url::LISTENER,
         1 => type_url::ROUTE,

@@ -6,7 +6,10 @@ use crate::config::common::{AppendAction, HeaderMutations, HeaderValueOption};
 use crate::config::error::{Ctx, Result};
 
 pub fn header_value_option(o: &PbOption, ctx: &Ctx) -> Result<HeaderValueOption> {
-    let header = o.header.as_ref().ok_or_else(|| ctx.field("header").error("header is required"))?;
+    let header = o
+        .header
+        .as_ref()
+        .ok_or_else(|| ctx.field("header").error("header is required"))?;
     let hctx = ctx.field("header");
     let name = writable_name(&header.key, &hctx.field("key"))?;
     let raw: &[u8] = if header.raw_value.is_empty() {
@@ -14,8 +17,10 @@ pub fn header_value_option(o: &PbOption, ctx: &Ctx) -> Result<HeaderValueOption>
     } else {
         &header.raw_value
     };
-    let value = http::HeaderValue::from_bytes(raw)
-        .map_err(|_| hctx.field("value").error(format!("invalid value for header '{}'", header.key)))?;
+    let value = http::HeaderValue::from_bytes(raw).map_err(|_| {
+        hctx.field("value")
+            .error(format!("invalid value for header '{}'", header.key))
+    })?;
     let action = append_action(o, ctx)?;
     Ok(HeaderValueOption {
         name,
@@ -53,14 +58,22 @@ fn append_action(o: &PbOption, ctx: &Ctx) -> Result<AppendAction> {
 /// A header a config may set or remove: not a pseudo-header, not `host`.
 fn writable_name(name: &str, ctx: &Ctx) -> Result<http::HeaderName> {
     if name.starts_with(':') || name.eq_ignore_ascii_case("host") {
-        return Err(ctx.error(format!("'{name}': ':'-prefixed headers and host may not be modified")));
+        return Err(ctx.error(format!(
+            "'{name}': ':'-prefixed headers and host may not be modified"
+        )));
     }
     http::HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| ctx.error(format!("'{name}' is not a valid header name")))
 }
 
 /// Additions and removals of one level (route config, virtual host, route, cluster weight).
-pub fn mutations(add: &[PbOption], remove: &[String], ctx: &Ctx, add_field: &str, remove_field: &str) -> Result<HeaderMutations> {
+pub fn mutations(
+    add: &[PbOption],
+    remove: &[String],
+    ctx: &Ctx,
+    add_field: &str,
+    remove_field: &str,
+) -> Result<HeaderMutations> {
     let add = add
         .iter()
         .enumerate()
@@ -76,12 +89,24 @@ pub fn mutations(add: &[PbOption], remove: &[String], ctx: &Ctx, add_field: &str
 
 /// The request-side mutations of a level (`request_headers_to_add/remove`).
 pub fn request(add: &[PbOption], remove: &[String], ctx: &Ctx) -> Result<HeaderMutations> {
-    mutations(add, remove, ctx, "request_headers_to_add", "request_headers_to_remove")
+    mutations(
+        add,
+        remove,
+        ctx,
+        "request_headers_to_add",
+        "request_headers_to_remove",
+    )
 }
 
 /// The response-side mutations of a level (`response_headers_to_add/remove`).
 pub fn response(add: &[PbOption], remove: &[String], ctx: &Ctx) -> Result<HeaderMutations> {
-    mutations(add, remove, ctx, "response_headers_to_add", "response_headers_to_remove")
+    mutations(
+        add,
+        remove,
+        ctx,
+        "response_headers_to_add",
+        "response_headers_to_remove",
+    )
 }
 
 #[cfg(test)]
@@ -109,12 +134,21 @@ mod tests {
         assert_eq!(o.action, AppendAction::AppendIfExistsOrAdd);
         let mut legacy = opt("x-a", "1");
         legacy.append = Some(BoolValue { value: false });
-        assert_eq!(header_value_option(&legacy, &ctx).unwrap().action, AppendAction::OverwriteIfExistsOrAdd);
+        assert_eq!(
+            header_value_option(&legacy, &ctx).unwrap().action,
+            AppendAction::OverwriteIfExistsOrAdd
+        );
         legacy.append_action = header_value_option::HeaderAppendAction::AddIfAbsent as i32;
-        assert_eq!(header_value_option(&legacy, &ctx).unwrap_err().field, "append");
+        assert_eq!(
+            header_value_option(&legacy, &ctx).unwrap_err().field,
+            "append"
+        );
         let mut action = opt("x-a", "1");
         action.append_action = 3;
-        assert_eq!(header_value_option(&action, &ctx).unwrap().action, AppendAction::OverwriteIfExists);
+        assert_eq!(
+            header_value_option(&action, &ctx).unwrap().action,
+            AppendAction::OverwriteIfExists
+        );
         action.append_action = 9;
         assert!(header_value_option(&action, &ctx).is_err());
     }
@@ -127,7 +161,12 @@ mod tests {
         let e = response(&[], &["Host".into()], &ctx).unwrap_err();
         assert_eq!(e.field, "response_headers_to_remove[0]");
         assert!(request(&[opt("x-a", "bad\nvalue")], &[], &ctx).is_err());
-        let m = request(&[opt("x-a", "%DOWNSTREAM_REMOTE_ADDRESS%")], &["x-b".into()], &ctx).unwrap();
+        let m = request(
+            &[opt("x-a", "%DOWNSTREAM_REMOTE_ADDRESS%")],
+            &["x-b".into()],
+            &ctx,
+        )
+        .unwrap();
         assert_eq!(m.add.len(), 1);
         assert_eq!(m.remove[0].as_str(), "x-b");
     }

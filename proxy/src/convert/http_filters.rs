@@ -36,7 +36,9 @@ pub fn http_filters(list: &[PbHttpFilter], ctx: &Ctx) -> Result<Vec<HttpFilter>>
     let mut last_index = None;
     for (i, f) in list.iter().enumerate() {
         let fctx = ctx.index(i);
-        let Some(filter) = http_filter(f, &fctx)? else { continue };
+        let Some(filter) = http_filter(f, &fctx)? else {
+            continue;
+        };
         if matches!(out.last(), Some(HttpFilter::Router)) {
             return Err(ctx.index(last_index.unwrap_or(0)).error(
                 "terminal filter envoy.filters.http.router must be the last filter in a http filter chain",
@@ -58,7 +60,8 @@ fn http_filter(f: &PbHttpFilter, ctx: &Ctx) -> Result<Option<HttpFilter>> {
     let kind = match &f.config_type {
         Some(http_filter::ConfigType::TypedConfig(a)) => {
             if any::is::<HttpFault>(a) {
-                let cfg: HttpFault = any::unpack(a).map_err(|e| ctx.field("typed_config").error(e.to_string()))?;
+                let cfg: HttpFault =
+                    any::unpack(a).map_err(|e| ctx.field("typed_config").error(e.to_string()))?;
                 fault::check_filter_level(&cfg, &ctx.field("typed_config"))?;
                 Some(Kind::Fault)
             } else if any::is::<Cors>(a) {
@@ -75,9 +78,10 @@ fn http_filter(f: &PbHttpFilter, ctx: &Ctx) -> Result<Option<HttpFilter>> {
             if f.is_optional {
                 return Ok(None);
             }
-            return Err(ctx
-                .field("config_discovery")
-                .error(format!("HTTP filter '{}': extension config discovery is not supported", f.name)));
+            return Err(ctx.field("config_discovery").error(format!(
+                "HTTP filter '{}': extension config discovery is not supported",
+                f.name
+            )));
         }
         None => BY_NAME.iter().find(|(n, _)| *n == f.name).map(|(_, k)| *k),
     };

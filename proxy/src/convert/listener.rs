@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use strait_proto::envoy::config::listener::v3::{
-    FilterChain as PbFilterChain, FilterChainMatch as PbMatch, Listener as PbListener, ListenerFilter,
-    filter_chain_match::ConnectionSourceType, listener_filter,
+    FilterChain as PbFilterChain, FilterChainMatch as PbMatch, Listener as PbListener,
+    ListenerFilter, filter_chain_match::ConnectionSourceType, listener_filter,
 };
 use strait_proto::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
 use strait_proto::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
@@ -26,13 +26,19 @@ impl TryFrom<&PbListener> for Listener {
 pub fn listener(l: &PbListener) -> Result<Listener> {
     let ctx = Ctx::new("Listener", &l.name);
     if l.api_listener.is_some() {
-        return Err(ctx.field("api_listener").error("API listeners are not supported"));
+        return Err(ctx
+            .field("api_listener")
+            .error("API listeners are not supported"));
     }
     if l.listener_specifier.is_some() {
-        return Err(ctx.field("internal_listener").error("internal listeners are not supported"));
+        return Err(ctx
+            .field("internal_listener")
+            .error("internal listeners are not supported"));
     }
     if l.udp_listener_config.is_some() {
-        return Err(ctx.field("udp_listener_config").error("UDP listeners are not supported"));
+        return Err(ctx
+            .field("udp_listener_config")
+            .error("UDP listeners are not supported"));
     }
     if l.filter_chain_matcher.is_some() {
         return Err(ctx
@@ -40,7 +46,9 @@ pub fn listener(l: &PbListener) -> Result<Listener> {
             .error("the matcher API for filter chains is not supported; use filter_chain_match"));
     }
     if l.fcds_config.is_some() {
-        return Err(ctx.field("fcds_config").error("filter chain discovery is not supported"));
+        return Err(ctx
+            .field("fcds_config")
+            .error("filter chain discovery is not supported"));
     }
     if !l.additional_addresses.is_empty() {
         return Err(ctx
@@ -53,7 +61,8 @@ pub fn listener(l: &PbListener) -> Result<Listener> {
         .ok_or_else(|| ctx.field("address").error("address is required"))?;
     let address = address::socket_addr(address, true, &ctx.field("address"))?;
     let use_original_dst = wkt::bool_or(l.use_original_dst.as_ref(), false);
-    let mut listener_filters = listener_filters(&l.listener_filters, &ctx.field("listener_filters"))?;
+    let mut listener_filters =
+        listener_filters(&l.listener_filters, &ctx.field("listener_filters"))?;
     // Envoy prepends the original_dst listener filter itself when use_original_dst is set.
     listener_filters.original_dst |= use_original_dst;
     let chains_ctx = ctx.field("filter_chains");
@@ -70,13 +79,16 @@ pub fn listener(l: &PbListener) -> Result<Listener> {
         .map(|c| filter_chain(c, &ctx.field("default_filter_chain")))
         .transpose()?;
     if filter_chains.is_empty() && default_filter_chain.is_none() {
-        return Err(ctx.field("filter_chains").error("no filter chains specified"));
+        return Err(ctx
+            .field("filter_chains")
+            .error("no filter chains specified"));
     }
     // `deprecated_v1.bind_to_port` is still honoured by Envoy when the field itself is unset.
-    let bind_to_port = l
-        .bind_to_port
-        .as_ref()
-        .or_else(|| l.deprecated_v1.as_ref().and_then(|d| d.bind_to_port.as_ref()));
+    let bind_to_port = l.bind_to_port.as_ref().or_else(|| {
+        l.deprecated_v1
+            .as_ref()
+            .and_then(|d| d.bind_to_port.as_ref())
+    });
     Ok(Listener {
         name: l.name.clone(),
         address,
@@ -90,9 +102,18 @@ pub fn listener(l: &PbListener) -> Result<Listener> {
     })
 }
 
-const ORIGINAL_DST_NAMES: [&str; 2] = ["envoy.filters.listener.original_dst", "envoy.listener.original_dst"];
-const TLS_INSPECTOR_NAMES: [&str; 2] = ["envoy.filters.listener.tls_inspector", "envoy.listener.tls_inspector"];
-const HTTP_INSPECTOR_NAMES: [&str; 2] = ["envoy.filters.listener.http_inspector", "envoy.listener.http_inspector"];
+const ORIGINAL_DST_NAMES: [&str; 2] = [
+    "envoy.filters.listener.original_dst",
+    "envoy.listener.original_dst",
+];
+const TLS_INSPECTOR_NAMES: [&str; 2] = [
+    "envoy.filters.listener.tls_inspector",
+    "envoy.listener.tls_inspector",
+];
+const HTTP_INSPECTOR_NAMES: [&str; 2] = [
+    "envoy.filters.listener.http_inspector",
+    "envoy.listener.http_inspector",
+];
 
 /// Listener filters are recognised by their typed_config type, or by name when they have
 /// none. Their `filter_disabled` predicates are not evaluated: the inspectors only add
@@ -140,7 +161,9 @@ fn listener_filters(list: &[ListenerFilter], ctx: &Ctx) -> Result<ListenerFilter
 
 fn filter_chain(c: &PbFilterChain, ctx: &Ctx) -> Result<FilterChain> {
     if wkt::bool_or(c.use_proxy_proto.as_ref(), false) {
-        return Err(ctx.field("use_proxy_proto").error("the PROXY protocol is not supported"));
+        return Err(ctx
+            .field("use_proxy_proto")
+            .error("the PROXY protocol is not supported"));
     }
     let filter_chain_match = match &c.filter_chain_match {
         Some(m) => filter_chain_match(m, &ctx.field("filter_chain_match"))?,
@@ -162,7 +185,9 @@ fn filter_chain_match(m: &PbMatch, ctx: &Ctx) -> Result<FilterChainMatch> {
             .error("direct source ranges are not supported"));
     }
     if m.source_type != ConnectionSourceType::Any as i32 {
-        return Err(ctx.field("source_type").error("only source_type ANY is supported"));
+        return Err(ctx
+            .field("source_type")
+            .error("only source_type ANY is supported"));
     }
     let destination_port = m
         .destination_port
@@ -184,9 +209,13 @@ fn filter_chain_match(m: &PbMatch, ctx: &Ctx) -> Result<FilterChainMatch> {
     Ok(FilterChainMatch {
         destination_port,
         prefix_ranges: address::cidrs(&m.prefix_ranges, &ctx.field("prefix_ranges"))?,
-        source_prefix_ranges: address::cidrs(&m.source_prefix_ranges, &ctx.field("source_prefix_ranges"))?,
+        source_prefix_ranges: address::cidrs(
+            &m.source_prefix_ranges,
+            &ctx.field("source_prefix_ranges"),
+        )?,
         source_ports,
-        transport_protocol: (!m.transport_protocol.is_empty()).then(|| m.transport_protocol.clone()),
+        transport_protocol: (!m.transport_protocol.is_empty())
+            .then(|| m.transport_protocol.clone()),
         application_protocols: m.application_protocols.clone(),
         server_names,
     })
@@ -210,9 +239,10 @@ fn check_unique_matches(chains: &[FilterChain], ctx: &Ctx) -> Result<()> {
     let mut seen = BTreeSet::new();
     for (i, c) in chains.iter().enumerate() {
         if !seen.insert(match_key(&c.filter_chain_match)) {
-            return Err(ctx.index(i).field("filter_chain_match").error(
-                "multiple filter chains with the same matching rules are defined",
-            ));
+            return Err(ctx
+                .index(i)
+                .field("filter_chain_match")
+                .error("multiple filter chains with the same matching rules are defined"));
         }
     }
     Ok(())

@@ -6,9 +6,13 @@ use strait_proto::envoy::config::route::v3::{
     HeaderMatcher as PbHeaderMatcher, QueryParameterMatcher as PbQueryMatcher, header_matcher,
     query_parameter_matcher,
 };
-use strait_proto::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher as PbStringMatcher, string_matcher};
+use strait_proto::envoy::r#type::matcher::v3::{
+    RegexMatcher, StringMatcher as PbStringMatcher, string_matcher,
+};
 
-use crate::config::common::{HeaderMatch, HeaderMatcher, QueryParameterMatcher, StringMatch, StringMatcher};
+use crate::config::common::{
+    HeaderMatch, HeaderMatcher, QueryParameterMatcher, StringMatch, StringMatcher,
+};
 use crate::config::error::{Ctx, Result};
 
 /// Compiled-program budget per regex: generous for route tables, small enough that a
@@ -20,7 +24,12 @@ pub fn regex(pattern: &str, ctx: &Ctx) -> Result<Regex> {
     RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| ctx.error(format!("invalid regex '{pattern}': {}", first_line(&e.to_string()))))
+        .map_err(|e| {
+            ctx.error(format!(
+                "invalid regex '{pattern}': {}",
+                first_line(&e.to_string())
+            ))
+        })
 }
 
 /// A regex compiled for a full match, which is what Envoy's `safe_regex` matchers do:
@@ -59,11 +68,14 @@ pub fn string_matcher(m: &PbStringMatcher, ctx: &Ctx) -> Result<StringMatcher> {
         Some(MatchPattern::Prefix(s)) => StringMatch::Prefix(non_empty(s, "prefix")?),
         Some(MatchPattern::Suffix(s)) => StringMatch::Suffix(non_empty(s, "suffix")?),
         Some(MatchPattern::Contains(s)) => StringMatch::Contains(non_empty(s, "contains")?),
-        Some(MatchPattern::SafeRegex(r)) => StringMatch::Regex(regex_matcher(r, &ctx.field("safe_regex"))?),
+        Some(MatchPattern::SafeRegex(r)) => {
+            StringMatch::Regex(regex_matcher(r, &ctx.field("safe_regex"))?)
+        }
         Some(MatchPattern::Custom(c)) => {
-            return Err(ctx
-                .field("custom")
-                .error(format!("custom string matcher '{}' is not supported", c.name)));
+            return Err(ctx.field("custom").error(format!(
+                "custom string matcher '{}' is not supported",
+                c.name
+            )));
         }
         None => return Err(ctx.error("match_pattern is required")),
     };
@@ -80,15 +92,16 @@ pub fn header_matcher(m: &PbHeaderMatcher, ctx: &Ctx) -> Result<HeaderMatcher> {
         pattern: StringMatch::Exact(s.clone()),
         ignore_case,
     };
-    let non_empty = |s: &String, field: &str, make: fn(String) -> StringMatch| -> Result<HeaderMatch> {
-        if s.is_empty() {
-            return Err(ctx.field(field).error("must not be empty"));
-        }
-        Ok(HeaderMatch::String(StringMatcher {
-            pattern: make(s.clone()),
-            ignore_case: false,
-        }))
-    };
+    let non_empty =
+        |s: &String, field: &str, make: fn(String) -> StringMatch| -> Result<HeaderMatch> {
+            if s.is_empty() {
+                return Err(ctx.field(field).error("must not be empty"));
+            }
+            Ok(HeaderMatch::String(StringMatcher {
+                pattern: make(s.clone()),
+                ignore_case: false,
+            }))
+        };
     let matcher = match &m.header_match_specifier {
         Some(S::ExactMatch(s)) => HeaderMatch::String(exact(s, false)),
         Some(S::SafeRegexMatch(r)) => HeaderMatch::String(StringMatcher {
@@ -110,7 +123,9 @@ pub fn header_matcher(m: &PbHeaderMatcher, ctx: &Ctx) -> Result<HeaderMatcher> {
         Some(S::PrefixMatch(s)) => non_empty(s, "prefix_match", StringMatch::Prefix)?,
         Some(S::SuffixMatch(s)) => non_empty(s, "suffix_match", StringMatch::Suffix)?,
         Some(S::ContainsMatch(s)) => non_empty(s, "contains_match", StringMatch::Contains)?,
-        Some(S::StringMatch(sm)) => HeaderMatch::String(string_matcher(sm, &ctx.field("string_match"))?),
+        Some(S::StringMatch(sm)) => {
+            HeaderMatch::String(string_matcher(sm, &ctx.field("string_match"))?)
+        }
         // Envoy matches on presence when no specifier is set.
         None => HeaderMatch::Present(true),
     };
@@ -163,7 +178,9 @@ mod tests {
     use super::*;
 
     fn ctx() -> Ctx {
-        Ctx::new("RouteConfiguration", "r").field("headers").index(0)
+        Ctx::new("RouteConfiguration", "r")
+            .field("headers")
+            .index(0)
     }
 
     #[test]
@@ -188,7 +205,9 @@ mod tests {
         use header_matcher::HeaderMatchSpecifier as S;
         let m = header_matcher(&hm(Some(S::ExactMatch("jason".into()))), &ctx()).unwrap();
         assert_eq!(m.name, "end-user");
-        assert!(matches!(&m.matcher, HeaderMatch::String(StringMatcher { pattern: StringMatch::Exact(s), ignore_case: false }) if s == "jason"));
+        assert!(
+            matches!(&m.matcher, HeaderMatch::String(StringMatcher { pattern: StringMatch::Exact(s), ignore_case: false }) if s == "jason")
+        );
         let m = header_matcher(&hm(None), &ctx()).unwrap();
         assert!(matches!(m.matcher, HeaderMatch::Present(true)));
         let sm = PbStringMatcher {
@@ -196,14 +215,23 @@ mod tests {
             match_pattern: Some(string_matcher::MatchPattern::Prefix("ja".into())),
         };
         let m = header_matcher(&hm(Some(S::StringMatch(sm))), &ctx()).unwrap();
-        assert!(matches!(&m.matcher, HeaderMatch::String(StringMatcher { pattern: StringMatch::Prefix(_), ignore_case: true })));
+        assert!(matches!(
+            &m.matcher,
+            HeaderMatch::String(StringMatcher {
+                pattern: StringMatch::Prefix(_),
+                ignore_case: true
+            })
+        ));
         let e = header_matcher(&hm(Some(S::PrefixMatch(String::new()))), &ctx()).unwrap_err();
         assert_eq!(e.field, "headers[0].prefix_match");
         let bad = PbHeaderMatcher {
             name: "bad name".into(),
             ..Default::default()
         };
-        assert_eq!(header_matcher(&bad, &ctx()).unwrap_err().field, "headers[0].name");
+        assert_eq!(
+            header_matcher(&bad, &ctx()).unwrap_err().field,
+            "headers[0].name"
+        );
         let pseudo = PbHeaderMatcher {
             name: ":authority".into(),
             header_match_specifier: Some(S::PresentMatch(false)),

@@ -16,7 +16,9 @@ use crate::config::listener::NetworkFilter;
 pub fn terminal_filter(filters: &[Filter], ctx: &Ctx) -> Result<NetworkFilter> {
     let [only] = filters else {
         if filters.is_empty() {
-            return Err(ctx.error("a filter chain needs a network filter (tcp_proxy or http_connection_manager)"));
+            return Err(ctx.error(
+                "a filter chain needs a network filter (tcp_proxy or http_connection_manager)",
+            ));
         }
         // Name the first filter that is not the terminal one, which is what would be dropped.
         for (i, f) in filters.iter().enumerate() {
@@ -50,11 +52,15 @@ fn network_filter(f: &Filter, ctx: &Ctx) -> Result<NetworkFilter> {
     let tctx = ctx.field("typed_config");
     if any::is::<PbTcpProxy>(a) {
         let t: PbTcpProxy = any::unpack(a).map_err(|e| tctx.error(e.to_string()))?;
-        return Ok(NetworkFilter::TcpProxy(Arc::new(tcp_proxy::tcp_proxy(&t, &tctx)?)));
+        return Ok(NetworkFilter::TcpProxy(Arc::new(tcp_proxy::tcp_proxy(
+            &t, &tctx,
+        )?)));
     }
     if any::is::<PbHcm>(a) {
         let h: PbHcm = any::unpack(a).map_err(|e| tctx.error(e.to_string()))?;
-        return Ok(NetworkFilter::HttpConnectionManager(Arc::new(hcm::hcm(&h, &tctx)?)));
+        return Ok(NetworkFilter::HttpConnectionManager(Arc::new(hcm::hcm(
+            &h, &tctx,
+        )?)));
     }
     Err(unsupported(f, ctx))
 }

@@ -76,7 +76,9 @@ fn entry(name: &str, config: &Any, ctx: &Ctx, out: &mut PerFilter) -> Result<()>
             return Ok(());
         }
         let Some(inner) = fc.config else {
-            return Err(ctx.error(format!("empty route/virtual host per filter configuration for {name} filter")));
+            return Err(ctx.error(format!(
+                "empty route/virtual host per filter configuration for {name} filter"
+            )));
         };
         if inner.type_url.is_empty() {
             // An explicit "enabled" with no config of its own.
@@ -120,7 +122,9 @@ mod tests {
     use super::*;
 
     fn ctx() -> Ctx {
-        Ctx::new("RouteConfiguration", "r").field("virtual_hosts").index(0)
+        Ctx::new("RouteConfiguration", "r")
+            .field("virtual_hosts")
+            .index(0)
     }
 
     #[test]
@@ -129,7 +133,8 @@ mod tests {
         map.insert(
             "envoy.filters.http.rbac".to_string(),
             Any {
-                type_url: "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute".into(),
+                type_url: "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
+                    .into(),
                 value: vec![],
             },
         );
@@ -142,7 +147,10 @@ mod tests {
             },
         );
         let e = per_filter(&map, &ctx()).unwrap_err();
-        assert_eq!(e.field, "virtual_hosts[0].typed_per_filter_config[\"acme\"]");
+        assert_eq!(
+            e.field,
+            "virtual_hosts[0].typed_per_filter_config[\"acme\"]"
+        );
         let optional = FilterConfig {
             config: Some(Any {
                 type_url: "type.googleapis.com/acme.Thing".into(),
@@ -172,10 +180,16 @@ mod tests {
             abort: None,
             max_active_faults: Some(1),
         });
-        assert!(matches!(Setting::resolve(&[&pf.fault, &parent]), Some(None)));
+        assert!(matches!(
+            Setting::resolve(&[&pf.fault, &parent]),
+            Some(None)
+        ));
         assert!(matches!(
             Setting::resolve(&[&Setting::Inherit, &parent]),
-            Some(Some(FaultConfig { max_active_faults: Some(1), .. }))
+            Some(Some(FaultConfig {
+                max_active_faults: Some(1),
+                ..
+            }))
         ));
     }
 }

@@ -29,7 +29,9 @@ pub fn redirect(r: &PbRedirect, ctx: &Ctx) -> Result<RedirectAction> {
             RedirectPath::RegexRewrite(re, sub)
         }
         Some(PathRewriteSpecifier::PathRewrite(_)) => {
-            return Err(ctx.field("path_rewrite").error("URI template rewrites are not supported"));
+            return Err(ctx
+                .field("path_rewrite")
+                .error("URI template rewrites are not supported"));
         }
     };
     let status = match RedirectResponseCode::try_from(r.response_code) {
@@ -39,9 +41,10 @@ pub fn redirect(r: &PbRedirect, ctx: &Ctx) -> Result<RedirectAction> {
         Ok(RedirectResponseCode::TemporaryRedirect) => 307,
         Ok(RedirectResponseCode::PermanentRedirect) => 308,
         Err(_) => {
-            return Err(ctx
-                .field("response_code")
-                .error(format!("unknown redirect response code {}", r.response_code)));
+            return Err(ctx.field("response_code").error(format!(
+                "unknown redirect response code {}",
+                r.response_code
+            )));
         }
     };
     let port = match r.port_redirect {
@@ -66,9 +69,14 @@ pub fn direct_response(d: &PbDirect, max_body: u32, ctx: &Ctx) -> Result<DirectR
     let status = u16::try_from(d.status)
         .ok()
         .filter(|s| (200..600).contains(s))
-        .ok_or_else(|| ctx.field("status").error(format!("status {} must be in [200, 600)", d.status)))?;
+        .ok_or_else(|| {
+            ctx.field("status")
+                .error(format!("status {} must be in [200, 600)", d.status))
+        })?;
     if d.body_format.is_some() {
-        return Err(ctx.field("body_format").error("formatted direct response bodies are not supported"));
+        return Err(ctx
+            .field("body_format")
+            .error("formatted direct response bodies are not supported"));
     }
     let body = match &d.body {
         None => None,

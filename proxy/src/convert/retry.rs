@@ -32,7 +32,11 @@ pub fn retry_policy(p: &PbRetry, ctx: &Ctx) -> Result<RetryPolicy> {
             u16::try_from(*c)
                 .ok()
                 .filter(|c| (100..600).contains(c))
-                .ok_or_else(|| ctx.field("retriable_status_codes").index(i).error(format!("{c} is not an HTTP status code")))
+                .ok_or_else(|| {
+                    ctx.field("retriable_status_codes")
+                        .index(i)
+                        .error(format!("{c} is not an HTTP status code"))
+                })
         })
         .collect::<Result<Vec<_>>>()?;
     let (base_interval, max_interval) = back_off(p, ctx)?;
@@ -54,24 +58,45 @@ pub fn retry_policy(p: &PbRetry, ctx: &Ctx) -> Result<RetryPolicy> {
         };
         // previous_priorities only matters with several priorities, which strait-proxy's
         // load balancer does not spread retries over; accepted and ignored.
-        is_plugin::<PreviousPrioritiesConfig>(&prio.name, PREVIOUS_PRIORITIES, config, &ctx.field("retry_priority"))?;
+        is_plugin::<PreviousPrioritiesConfig>(
+            &prio.name,
+            PREVIOUS_PRIORITIES,
+            config,
+            &ctx.field("retry_priority"),
+        )?;
     }
     Ok(RetryPolicy {
         retry_on: retry_on(&p.retry_on),
         num_retries: wkt::u32_or(p.num_retries.as_ref(), 1),
-        per_try_timeout: wkt::timeout(p.per_try_timeout.as_ref(), None, &ctx.field("per_try_timeout"))?,
-        per_try_idle_timeout: wkt::timeout(p.per_try_idle_timeout.as_ref(), None, &ctx.field("per_try_idle_timeout"))?,
+        per_try_timeout: wkt::timeout(
+            p.per_try_timeout.as_ref(),
+            None,
+            &ctx.field("per_try_timeout"),
+        )?,
+        per_try_idle_timeout: wkt::timeout(
+            p.per_try_idle_timeout.as_ref(),
+            None,
+            &ctx.field("per_try_idle_timeout"),
+        )?,
         retriable_status_codes,
         base_interval,
         max_interval,
         avoid_previous_hosts,
-        host_selection_retry_max_attempts: u32::try_from(p.host_selection_retry_max_attempts.max(0)).unwrap_or(u32::MAX),
+        host_selection_retry_max_attempts: u32::try_from(
+            p.host_selection_retry_max_attempts.max(0),
+        )
+        .unwrap_or(u32::MAX),
     })
 }
 
 /// Whether a retry plugin is the one `M` names; other Envoy plugins are accepted and
 /// ignored, anything else is rejected as Envoy would.
-fn is_plugin<M: prost::Name>(name: &str, well_known: &str, config: Option<&Any>, ctx: &Ctx) -> Result<bool> {
+fn is_plugin<M: prost::Name>(
+    name: &str,
+    well_known: &str,
+    config: Option<&Any>,
+    ctx: &Ctx,
+) -> Result<bool> {
     match config {
         Some(a) if any::is::<M>(a) => Ok(true),
         Some(a) if any::type_name(&a.type_url).starts_with(ENVOY_RETRY_PREFIX) => Ok(false),
@@ -89,13 +114,15 @@ fn back_off(p: &PbRetry, ctx: &Ctx) -> Result<(Duration, Duration)> {
         return Ok((DEFAULT_BASE_INTERVAL, DEFAULT_BASE_INTERVAL * 10));
     };
     let ctx = ctx.field("retry_back_off");
-    let base = b
-        .base_interval
-        .as_ref()
-        .ok_or_else(|| ctx.field("base_interval").error("base_interval is required"))?;
+    let base = b.base_interval.as_ref().ok_or_else(|| {
+        ctx.field("base_interval")
+            .error("base_interval is required")
+    })?;
     let base = wkt::duration(base, &ctx.field("base_interval"))?;
     if base < Duration::from_millis(1) {
-        return Err(ctx.field("base_interval").error("base_interval must be at least 1ms"));
+        return Err(ctx
+            .field("base_interval")
+            .error("base_interval must be at least 1ms"));
     }
     let max = match &b.max_interval {
         Some(m) => wkt::positive_duration(m, &ctx.field("max_interval"))?,
@@ -123,7 +150,8 @@ pub fn retry_on(s: &str) -> RetryOn {
             "refused-stream" => out.refused_stream = true,
             "retriable-4xx" => out.retriable_4xx = true,
             "retriable-status-codes" => out.retriable_status_codes = true,
-            "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted" | "unavailable" => {
+            "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted"
+            | "unavailable" => {
                 if !out.grpc.iter().any(|g| g == cond) {
                     out.grpc.push(cond.to_string());
                 }
@@ -142,7 +170,9 @@ mod tests {
 
     #[test]
     fn retry_on_parses_http_and_grpc_conditions() {
-        let r = retry_on("connect-failure,refused-stream, unavailable,cancelled,retriable-status-codes,envoy-ratelimited,bogus");
+        let r = retry_on(
+            "connect-failure,refused-stream, unavailable,cancelled,retriable-status-codes,envoy-ratelimited,bogus",
+        );
         assert!(r.connect_failure && r.refused_stream && r.retriable_status_codes);
         assert!(!r.five_xx && !r.reset);
         assert_eq!(r.grpc, ["unavailable", "cancelled"]);
@@ -158,7 +188,10 @@ mod tests {
         let p = PbRetry {
             num_retries: Some(UInt32Value { value: 3 }),
             retry_back_off: Some(retry_policy::RetryBackOff {
-                base_interval: Some(PbDuration { seconds: 0, nanos: 100_000_000 }),
+                base_interval: Some(PbDuration {
+                    seconds: 0,
+                    nanos: 100_000_000,
+                }),
                 max_interval: None,
             }),
             ..Default::default()
@@ -168,11 +201,20 @@ mod tests {
         assert_eq!(out.max_interval, Duration::from_secs(1));
         let bad = PbRetry {
             retry_back_off: Some(retry_policy::RetryBackOff {
-                base_interval: Some(PbDuration { seconds: 2, nanos: 0 }),
-                max_interval: Some(PbDuration { seconds: 1, nanos: 0 }),
+                base_interval: Some(PbDuration {
+                    seconds: 2,
+                    nanos: 0,
+                }),
+                max_interval: Some(PbDuration {
+                    seconds: 1,
+                    nanos: 0,
+                }),
             }),
             ..Default::default()
         };
-        assert_eq!(retry_policy(&bad, &ctx).unwrap_err().field, "retry_back_off.max_interval");
+        assert_eq!(
+            retry_policy(&bad, &ctx).unwrap_err().field,
+            "retry_back_off.max_interval"
+        );
     }
 }

@@ -5,7 +5,10 @@ use std::time::Duration;
 use regex::Regex;
 use strait_proto::envoy::config::route::v3::{
     RouteAction as PbAction, WeightedCluster as PbWeighted,
-    route_action::{ClusterSpecifier as PbSpecifier, HashPolicy as PbHash, HostRewriteSpecifier, RequestMirrorPolicy, hash_policy},
+    route_action::{
+        ClusterSpecifier as PbSpecifier, HashPolicy as PbHash, HostRewriteSpecifier,
+        RequestMirrorPolicy, hash_policy,
+    },
 };
 use strait_proto::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
 
@@ -13,18 +16,26 @@ use super::{headers, matcher, per_filter, wkt};
 use crate::config::common::PartsPerMillion;
 use crate::config::error::{Ctx, Result};
 use crate::config::listener::{ClusterSpecifier, WeightedCluster};
-use crate::config::route::{ForwardAction, HashPolicy, MirrorPolicy, RetryPolicy, WeightedClusterHeaders};
+use crate::config::route::{
+    ForwardAction, HashPolicy, MirrorPolicy, RetryPolicy, WeightedClusterHeaders,
+};
 
 /// Envoy's default upstream timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The action; `retry_policy` is the route's own or else the virtual host's, which is how
 /// Envoy picks it (the route's replaces the virtual host's entirely).
-pub fn forward(a: &PbAction, vhost_retry: Option<&RetryPolicy>, ctx: &Ctx) -> Result<ForwardAction> {
+pub fn forward(
+    a: &PbAction,
+    vhost_retry: Option<&RetryPolicy>,
+    ctx: &Ctx,
+) -> Result<ForwardAction> {
     unsupported(a, ctx)?;
     let (cluster, cluster_headers) = cluster_specifier(a.cluster_specifier.as_ref(), ctx)?;
     if !a.prefix_rewrite.is_empty() && a.regex_rewrite.is_some() {
-        return Err(ctx.field("regex_rewrite").error("cannot specify both prefix_rewrite and regex_rewrite"));
+        return Err(ctx
+            .field("regex_rewrite")
+            .error("cannot specify both prefix_rewrite and regex_rewrite"));
     }
     let regex_rewrite = a
         .regex_rewrite
@@ -41,7 +52,9 @@ pub fn forward(a: &PbAction, vhost_retry: Option<&RetryPolicy>, ctx: &Ctx) -> Re
         }
         Some(HostRewriteSpecifier::AutoHostRewrite(b)) => (None, b.value),
         Some(HostRewriteSpecifier::HostRewriteHeader(_)) => {
-            return Err(ctx.field("host_rewrite_header").error("host rewrites from a header are not supported"));
+            return Err(ctx
+                .field("host_rewrite_header")
+                .error("host rewrites from a header are not supported"));
         }
         Some(HostRewriteSpecifier::HostRewritePathRegex(_)) => {
             return Err(ctx
@@ -49,7 +62,9 @@ pub fn forward(a: &PbAction, vhost_retry: Option<&RetryPolicy>, ctx: &Ctx) -> Re
                 .error("host rewrites from the path are not supported"));
         }
         Some(HostRewriteSpecifier::HostRewrite(_)) => {
-            return Err(ctx.field("host_rewrite").error("formatted host rewrites are not supported"));
+            return Err(ctx
+                .field("host_rewrite")
+                .error("formatted host rewrites are not supported"));
         }
     };
     let retry_policy = match &a.retry_policy {
@@ -59,14 +74,21 @@ pub fn forward(a: &PbAction, vhost_retry: Option<&RetryPolicy>, ctx: &Ctx) -> Re
     Ok(ForwardAction {
         cluster,
         cluster_headers,
-        timeout: wkt::timeout(a.timeout.as_ref(), Some(DEFAULT_TIMEOUT), &ctx.field("timeout"))?,
+        timeout: wkt::timeout(
+            a.timeout.as_ref(),
+            Some(DEFAULT_TIMEOUT),
+            &ctx.field("timeout"),
+        )?,
         idle_timeout: wkt::timeout(a.idle_timeout.as_ref(), None, &ctx.field("idle_timeout"))?,
         retry_policy,
         prefix_rewrite: (!a.prefix_rewrite.is_empty()).then(|| a.prefix_rewrite.clone()),
         regex_rewrite,
         host_rewrite,
         auto_host_rewrite,
-        mirrors: mirrors(&a.request_mirror_policies, &ctx.field("request_mirror_policies"))?,
+        mirrors: mirrors(
+            &a.request_mirror_policies,
+            &ctx.field("request_mirror_policies"),
+        )?,
         hash_policy: hash_policies(&a.hash_policy, &ctx.field("hash_policy"))?,
         max_grpc_timeout: max_grpc_timeout(a, ctx)?,
         upgrade_types: upgrade_types(a, ctx)?,
@@ -75,20 +97,31 @@ pub fn forward(a: &PbAction, vhost_retry: Option<&RetryPolicy>, ctx: &Ctx) -> Re
 
 fn unsupported(a: &PbAction, ctx: &Ctx) -> Result<()> {
     if a.retry_policy_typed_config.is_some() {
-        return Err(ctx.field("retry_policy_typed_config").error("typed retry policies are not supported"));
+        return Err(ctx
+            .field("retry_policy_typed_config")
+            .error("typed retry policies are not supported"));
     }
     if a.path_rewrite_policy.is_some() || !a.path_rewrite.is_empty() {
-        return Err(ctx.field("path_rewrite_policy").error("URI template rewrites are not supported"));
+        return Err(ctx
+            .field("path_rewrite_policy")
+            .error("URI template rewrites are not supported"));
     }
     if a.internal_redirect_policy.is_some() || a.internal_redirect_action != 0 {
-        return Err(ctx.field("internal_redirect_policy").error("internal redirects are not supported"));
+        return Err(ctx
+            .field("internal_redirect_policy")
+            .error("internal redirects are not supported"));
     }
     if let Some(h) = &a.hedge_policy {
         super::route_config::check_hedge(h, &ctx.field("hedge_policy"))?;
     }
     if let Some(m) = &a.max_stream_duration
         && let Some(d) = &m.max_stream_duration
-        && !wkt::duration(d, &ctx.field("max_stream_duration").field("max_stream_duration"))?.is_zero()
+        && !wkt::duration(
+            d,
+            &ctx.field("max_stream_duration")
+                .field("max_stream_duration"),
+        )?
+        .is_zero()
     {
         return Err(ctx
             .field("max_stream_duration")
@@ -98,7 +131,10 @@ fn unsupported(a: &PbAction, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-fn cluster_specifier(spec: Option<&PbSpecifier>, ctx: &Ctx) -> Result<(ClusterSpecifier, Vec<WeightedClusterHeaders>)> {
+fn cluster_specifier(
+    spec: Option<&PbSpecifier>,
+    ctx: &Ctx,
+) -> Result<(ClusterSpecifier, Vec<WeightedClusterHeaders>)> {
     match spec {
         Some(PbSpecifier::Cluster(c)) => {
             if c.is_empty() {
@@ -107,19 +143,22 @@ fn cluster_specifier(spec: Option<&PbSpecifier>, ctx: &Ctx) -> Result<(ClusterSp
             Ok((ClusterSpecifier::Cluster(c.clone()), Vec::new()))
         }
         Some(PbSpecifier::WeightedClusters(w)) => weighted(w, &ctx.field("weighted_clusters")),
-        Some(PbSpecifier::ClusterHeader(_)) => {
-            Err(ctx.field("cluster_header").error("choosing the cluster from a header is not supported"))
-        }
-        Some(PbSpecifier::ClusterSpecifierPlugin(_)) | Some(PbSpecifier::InlineClusterSpecifierPlugin(_)) => {
-            Err(ctx.field("cluster_specifier_plugin").error("cluster specifier plugins are not supported"))
-        }
+        Some(PbSpecifier::ClusterHeader(_)) => Err(ctx
+            .field("cluster_header")
+            .error("choosing the cluster from a header is not supported")),
+        Some(PbSpecifier::ClusterSpecifierPlugin(_))
+        | Some(PbSpecifier::InlineClusterSpecifierPlugin(_)) => Err(ctx
+            .field("cluster_specifier_plugin")
+            .error("cluster specifier plugins are not supported")),
         None => Err(ctx.error("cluster or weighted_clusters is required")),
     }
 }
 
 fn weighted(w: &PbWeighted, ctx: &Ctx) -> Result<(ClusterSpecifier, Vec<WeightedClusterHeaders>)> {
     if w.clusters.is_empty() {
-        return Err(ctx.field("clusters").error("at least one cluster is required"));
+        return Err(ctx
+            .field("clusters")
+            .error("at least one cluster is required"));
     }
     let mut clusters = Vec::with_capacity(w.clusters.len());
     let mut cluster_headers = Vec::new();
@@ -127,7 +166,9 @@ fn weighted(w: &PbWeighted, ctx: &Ctx) -> Result<(ClusterSpecifier, Vec<Weighted
     for (i, c) in w.clusters.iter().enumerate() {
         let ctx = ctx.field("clusters").index(i);
         if !c.cluster_header.is_empty() {
-            return Err(ctx.field("cluster_header").error("choosing the cluster from a header is not supported"));
+            return Err(ctx
+                .field("cluster_header")
+                .error("choosing the cluster from a header is not supported"));
         }
         if c.name.is_empty() {
             return Err(ctx.field("name").error("name must not be empty"));
@@ -145,8 +186,16 @@ fn weighted(w: &PbWeighted, ctx: &Ctx) -> Result<(ClusterSpecifier, Vec<Weighted
         }
         let weight = wkt::u32_or(c.weight.as_ref(), 0);
         sum += u64::from(weight);
-        let request = headers::request(&c.request_headers_to_add, &c.request_headers_to_remove, &ctx)?;
-        let response = headers::response(&c.response_headers_to_add, &c.response_headers_to_remove, &ctx)?;
+        let request = headers::request(
+            &c.request_headers_to_add,
+            &c.request_headers_to_remove,
+            &ctx,
+        )?;
+        let response = headers::response(
+            &c.response_headers_to_add,
+            &c.response_headers_to_remove,
+            &ctx,
+        )?;
         if !request.is_empty() || !response.is_empty() {
             cluster_headers.push(WeightedClusterHeaders {
                 cluster: c.name.clone(),
@@ -168,9 +217,10 @@ fn weighted(w: &PbWeighted, ctx: &Ctx) -> Result<(ClusterSpecifier, Vec<Weighted
     if let Some(total) = &w.total_weight
         && u64::from(total.value) != sum
     {
-        return Err(ctx
-            .field("total_weight")
-            .error(format!("sum of weights ({sum}) does not add up to total_weight ({})", total.value)));
+        return Err(ctx.field("total_weight").error(format!(
+            "sum of weights ({sum}) does not add up to total_weight ({})",
+            total.value
+        )));
     }
     Ok((ClusterSpecifier::Weighted(clusters), cluster_headers))
 }
@@ -184,7 +234,11 @@ pub fn regex_rewrite(r: &RegexMatchAndSubstitute, ctx: &Ctx) -> Result<(Regex, S
         .as_ref()
         .ok_or_else(|| ctx.field("pattern").error("pattern is required"))?;
     let re = matcher::regex(&pattern.regex, &ctx.field("pattern").field("regex"))?;
-    let sub = substitution(&r.substitution, re.captures_len(), &ctx.field("substitution"))?;
+    let sub = substitution(
+        &r.substitution,
+        re.captures_len(),
+        &ctx.field("substitution"),
+    )?;
     Ok((re, sub))
 }
 
@@ -206,7 +260,11 @@ fn substitution(s: &str, groups: usize, ctx: &Ctx) -> Result<String> {
                     }
                     out.push_str(&format!("${{{n}}}"));
                 }
-                _ => return Err(ctx.error("invalid rewrite pattern: '\\' must be followed by a digit or '\\'")),
+                _ => {
+                    return Err(ctx.error(
+                        "invalid rewrite pattern: '\\' must be followed by a digit or '\\'",
+                    ));
+                }
             },
             c => out.push(c),
         }
@@ -220,7 +278,9 @@ fn mirrors(list: &[RequestMirrorPolicy], ctx: &Ctx) -> Result<Vec<MirrorPolicy>>
         .map(|(i, m)| {
             let ctx = ctx.index(i);
             if !m.cluster_header.is_empty() {
-                return Err(ctx.field("cluster_header").error("mirroring to a cluster from a header is not supported"));
+                return Err(ctx
+                    .field("cluster_header")
+                    .error("mirroring to a cluster from a header is not supported"));
             }
             if m.cluster.is_empty() {
                 return Err(ctx.field("cluster").error("cluster must not be empty"));
@@ -239,7 +299,9 @@ fn mirrors(list: &[RequestMirrorPolicy], ctx: &Ctx) -> Result<Vec<MirrorPolicy>>
                 None => PartsPerMillion::ALL,
                 Some(rf) => {
                     let dv = rf.default_value.as_ref().ok_or_else(|| {
-                        ctx.field("runtime_fraction").field("default_value").error("default_value is required")
+                        ctx.field("runtime_fraction")
+                            .field("default_value")
+                            .error("default_value is required")
                     })?;
                     wkt::fraction(dv, &ctx.field("runtime_fraction").field("default_value"))?
                 }
@@ -260,16 +322,25 @@ fn hash_policies(list: &[PbHash], ctx: &Ctx) -> Result<Vec<HashPolicy>> {
         match &h.policy_specifier {
             Some(P::Header(hd)) => {
                 if hd.header_name.is_empty() {
-                    return Err(ctx.field("header").field("header_name").error("header_name must not be empty"));
+                    return Err(ctx
+                        .field("header")
+                        .field("header_name")
+                        .error("header_name must not be empty"));
                 }
                 if hd.regex_rewrite.is_some() {
-                    return Err(ctx.field("header").field("regex_rewrite").error("rewriting hashed headers is not supported"));
+                    return Err(ctx
+                        .field("header")
+                        .field("regex_rewrite")
+                        .error("rewriting hashed headers is not supported"));
                 }
                 out.push(HashPolicy::Header(hd.header_name.to_ascii_lowercase()));
             }
             Some(P::Cookie(c)) => {
                 if c.name.is_empty() {
-                    return Err(ctx.field("cookie").field("name").error("name must not be empty"));
+                    return Err(ctx
+                        .field("cookie")
+                        .field("name")
+                        .error("name must not be empty"));
                 }
                 out.push(HashPolicy::Cookie {
                     name: c.name.clone(),
@@ -285,12 +356,17 @@ fn hash_policies(list: &[PbHash], ctx: &Ctx) -> Result<Vec<HashPolicy>> {
             }
             Some(P::QueryParameter(q)) => {
                 if q.name.is_empty() {
-                    return Err(ctx.field("query_parameter").field("name").error("name must not be empty"));
+                    return Err(ctx
+                        .field("query_parameter")
+                        .field("name")
+                        .error("name must not be empty"));
                 }
                 out.push(HashPolicy::QueryParameter(q.name.clone()));
             }
             Some(P::FilterState(_)) => {
-                return Err(ctx.field("filter_state").error("hashing on filter state is not supported"));
+                return Err(ctx
+                    .field("filter_state")
+                    .error("hashing on filter state is not supported"));
             }
             None => return Err(ctx.error("policy_specifier is required")),
         }
@@ -307,7 +383,8 @@ fn max_grpc_timeout(a: &PbAction, ctx: &Ctx) -> Result<Option<Duration>> {
     {
         return Ok(Some(wkt::duration(
             d,
-            &ctx.field("max_stream_duration").field("grpc_timeout_header_max"),
+            &ctx.field("max_stream_duration")
+                .field("grpc_timeout_header_max"),
         )?));
     }
     wkt::opt_duration(a.max_grpc_timeout.as_ref(), &ctx.field("max_grpc_timeout"))
@@ -320,10 +397,14 @@ fn upgrade_types(a: &PbAction, ctx: &Ctx) -> Result<Vec<String>> {
     for (i, u) in a.upgrade_configs.iter().enumerate() {
         let ctx = ctx.field("upgrade_configs").index(i);
         if u.upgrade_type.is_empty() {
-            return Err(ctx.field("upgrade_type").error("upgrade_type must not be empty"));
+            return Err(ctx
+                .field("upgrade_type")
+                .error("upgrade_type must not be empty"));
         }
         if u.connect_config.is_some() {
-            return Err(ctx.field("connect_config").error("CONNECT termination is not supported"));
+            return Err(ctx
+                .field("connect_config")
+                .error("CONNECT termination is not supported"));
         }
         if wkt::bool_or(u.enabled.as_ref(), true) {
             out.push(u.upgrade_type.to_ascii_lowercase());
@@ -347,9 +428,16 @@ mod tests {
             }),
             substitution: s.into(),
         };
-        let (re, sub) = regex_rewrite(&rr("^/service/([^/]+)(/.*)$", "\\2/instance/\\1$x\\\\"), &ctx).unwrap();
+        let (re, sub) = regex_rewrite(
+            &rr("^/service/([^/]+)(/.*)$", "\\2/instance/\\1$x\\\\"),
+            &ctx,
+        )
+        .unwrap();
         assert_eq!(sub, "${2}/instance/${1}$$x\\");
-        assert_eq!(re.replace_all("/service/foo/v1/api", sub.as_str()), "/v1/api/instance/foo$x\\");
+        assert_eq!(
+            re.replace_all("/service/foo/v1/api", sub.as_str()),
+            "/v1/api/instance/foo$x\\"
+        );
         let e = regex_rewrite(&rr("(a)", "\\2"), &ctx).unwrap_err();
         assert_eq!(e.field, "substitution");
         assert!(regex_rewrite(&rr("(a)", "\\q"), &ctx).is_err());

@@ -32,7 +32,11 @@ pub fn opt_duration(d: Option<&pb::Duration>, ctx: &Ctx) -> Result<Option<Durati
 }
 
 /// A timeout where unset means `default` and an explicit zero means "disabled" (`None`).
-pub fn timeout(d: Option<&pb::Duration>, default: Option<Duration>, ctx: &Ctx) -> Result<Option<Duration>> {
+pub fn timeout(
+    d: Option<&pb::Duration>,
+    default: Option<Duration>,
+    ctx: &Ctx,
+) -> Result<Option<Duration>> {
     match d {
         None => Ok(default),
         Some(d) => Ok(crate::config::common::nonzero(duration(d, ctx)?)),
@@ -77,9 +81,9 @@ pub fn fraction(f: &FractionalPercent, ctx: &Ctx) -> Result<PartsPerMillion> {
         1 => 100,    // TEN_THOUSAND
         2 => 1,      // MILLION
         other => {
-            return Err(ctx
-                .field("denominator")
-                .error(format!("unknown denominator {other} (expected HUNDRED, TEN_THOUSAND or MILLION)")));
+            return Err(ctx.field("denominator").error(format!(
+                "unknown denominator {other} (expected HUNDRED, TEN_THOUSAND or MILLION)"
+            )));
         }
     };
     let ppm = (u64::from(f.numerator) * scale).min(1_000_000);
@@ -88,7 +92,11 @@ pub fn fraction(f: &FractionalPercent, ctx: &Ctx) -> Result<PartsPerMillion> {
 }
 
 /// An optional `FractionalPercent`, with the given default when unset.
-pub fn fraction_or(f: Option<&FractionalPercent>, default: PartsPerMillion, ctx: &Ctx) -> Result<PartsPerMillion> {
+pub fn fraction_or(
+    f: Option<&FractionalPercent>,
+    default: PartsPerMillion,
+    ctx: &Ctx,
+) -> Result<PartsPerMillion> {
     f.map_or(Ok(default), |f| fraction(f, ctx))
 }
 
@@ -110,12 +118,21 @@ mod tests {
 
     #[test]
     fn fractions_normalise_to_ppm() {
-        let f = |numerator, denominator| FractionalPercent { numerator, denominator };
-        assert_eq!(fraction(&f(50, 0), &ctx()).unwrap(), PartsPerMillion(500_000));
+        let f = |numerator, denominator| FractionalPercent {
+            numerator,
+            denominator,
+        };
+        assert_eq!(
+            fraction(&f(50, 0), &ctx()).unwrap(),
+            PartsPerMillion(500_000)
+        );
         assert_eq!(fraction(&f(25, 1), &ctx()).unwrap(), PartsPerMillion(2_500));
         assert_eq!(fraction(&f(7, 2), &ctx()).unwrap(), PartsPerMillion(7));
         assert_eq!(fraction(&f(200, 0), &ctx()).unwrap(), PartsPerMillion::ALL);
-        assert_eq!(fraction(&f(u32::MAX, 0), &ctx()).unwrap(), PartsPerMillion::ALL);
+        assert_eq!(
+            fraction(&f(u32::MAX, 0), &ctx()).unwrap(),
+            PartsPerMillion::ALL
+        );
         let e = fraction(&f(1, 9), &ctx().field("percentage")).unwrap_err();
         assert_eq!(e.field, "percentage.denominator");
         assert!(e.reason.contains("unknown denominator 9"), "{e}");
@@ -124,12 +141,18 @@ mod tests {
     #[test]
     fn durations_are_checked() {
         let d = |seconds, nanos| pb::Duration { seconds, nanos };
-        assert_eq!(duration(&d(1, 500_000_000), &ctx()).unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            duration(&d(1, 500_000_000), &ctx()).unwrap(),
+            Duration::from_millis(1500)
+        );
         assert!(duration(&d(-1, 0), &ctx()).is_err());
         assert!(duration(&d(0, -1), &ctx()).is_err());
         assert!(duration(&d(0, 1_000_000_000), &ctx()).is_err());
         assert!(duration(&d(i64::MAX, 0), &ctx()).is_err());
-        assert_eq!(timeout(Some(&d(0, 0)), Some(Duration::from_secs(5)), &ctx()).unwrap(), None);
+        assert_eq!(
+            timeout(Some(&d(0, 0)), Some(Duration::from_secs(5)), &ctx()).unwrap(),
+            None
+        );
         assert_eq!(
             timeout(None, Some(Duration::from_secs(5)), &ctx()).unwrap(),
             Some(Duration::from_secs(5))

@@ -37,6 +37,24 @@ pub struct ListenerManager {
     active: Mutex<HashMap<String, Active>>,
     /// Every listener by address, for the original-destination handoff.
     lookup: Arc<ArcSwap<ListenerLookup>>,
+    /// Connections open on any listener, for draining.
+    open_connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a connection as open until dropped.
+struct OpenConnection(Arc<std::sync::atomic::AtomicUsize>);
+
+impl OpenConnection {
+    fn new(counter: &Arc<std::sync::atomic::AtomicUsize>) -> OpenConnection {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenConnection(counter.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl ListenerManager {
@@ -46,7 +64,14 @@ impl ListenerManager {
             handler,
             active: Mutex::new(HashMap::new()),
             lookup: Arc::new(ArcSwap::from_pointee(ListenerLookup::default())),
+            open_connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
+    }
+
+    /// Connections currently open on all listeners.
+    pub fn open_connections(&self) -> usize {
+        self.open_connections
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Makes the given listeners the complete set (state-of-the-world). New sockets are
@@ -155,6 +180,7 @@ impl ListenerManager {
             let config = config.clone();
             let handler = self.handler.clone();
             let lookup = self.lookup.clone();
+            let open = self.open_connections.clone();
             let mut stopped = stopped.clone();
             let name = listener.name.clone();
             worker.spawn(async move {
@@ -172,8 +198,10 @@ impl ListenerManager {
                                 let listener = config.load_full();
                                 let handler = handler.clone();
                                 let lookup = lookup.load_full();
+                                let counted = OpenConnection::new(&open);
                                 tokio::spawn(async move {
                                     handler.handle(stream, peer, listener, lookup).await;
+                                    drop(counted);
                                 });
                             }
                             Err(e) => {
