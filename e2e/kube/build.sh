@@ -41,9 +41,15 @@ mkdir -p "$cache" "$bin"
 exec 9>"$cache/.lock"
 flock 9
 
+export GOMODCACHE="$cache/gomod" GOCACHE="$cache/gocache"
+# Static binaries (as Kubernetes ships them), no toolchain downloads, go.sum is
+# authoritative, and a module cache that `rm -rf` can delete.
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOWORK=off
+export GOFLAGS="-mod=readonly -modcacherw -trimpath -buildvcs=false"
+
 stamp="$(
 	{
-		cat "$here/go.mod" "$here/go.sum" "$here/helm/go.mod" "$here/helm/go.sum" "$0"
+		cat "$here/go.mod" "$here/go.sum" "$here/helm/go.mod" "$here/helm/go.sum" "$here/build.sh"
 		go version
 	} | sha256sum | cut -d' ' -f1
 )"
@@ -55,12 +61,6 @@ if [[ $force == 0 && $have_all == 1 && "$(cat "$bin/.stamp" 2>/dev/null)" == "$s
 	exit 0
 fi
 rm -f "$bin/.stamp"
-
-export GOMODCACHE="$cache/gomod" GOCACHE="$cache/gocache"
-# Static binaries (as Kubernetes ships them), no toolchain downloads, go.sum is
-# authoritative, and a module cache that `rm -rf` can delete.
-export CGO_ENABLED=0 GOTOOLCHAIN=local GOWORK=off
-export GOFLAGS="-mod=readonly -modcacherw -trimpath -buildvcs=false"
 
 kube_minor="${kube_version#v1.}"
 kube_minor="${kube_minor%%.*}"

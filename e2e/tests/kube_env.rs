@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use strait_e2e::kube::{KubeCluster, KubeOptions, KubeTools};
-use strait_e2e::wait_until;
 use strait_e2e::workdir::WorkDir;
+use strait_e2e::{Topology, wait_until};
 
 const CRDS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -303,7 +303,7 @@ impl Drop for DownOnDrop<'_> {
         let _ = Command::new(env!("CARGO_BIN_EXE_kube-env"))
             .arg("down")
             .arg(self.0)
-            .status();
+            .output();
     }
 }
 
@@ -374,6 +374,42 @@ async fn kube_env_up_and_down() {
         .unwrap();
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("nothing running"));
+}
+
+/// In a network namespace the control plane listens on that namespace's
+/// loopback, where pilot-discovery (started in the same namespace) finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_runs_inside_a_network_namespace() {
+    let topology = Topology::new().unwrap();
+    let hub = topology.hub().clone();
+    let cluster = KubeCluster::start(KubeOptions {
+        netns: Some(hub.clone()),
+        ..KubeOptions::default()
+    })
+    .await
+    .unwrap();
+    let name = cluster
+        .kubectl(&["get", "namespace", "default", "--output=name"])
+        .await
+        .unwrap();
+    assert_eq!(name.trim(), "namespace/default");
+
+    let in_hub: Vec<u32> = hub
+        .pids()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_raw().unsigned_abs())
+        .collect();
+    let pids = cluster.pids();
+    for (label, pid) in &pids {
+        assert!(
+            in_hub.contains(pid),
+            "{label} ({pid}) is not in {}",
+            hub.name()
+        );
+    }
+    cluster.stop().unwrap();
+    assert_all_gone(&pids);
 }
 
 #[test]

@@ -208,6 +208,11 @@ impl KubeCluster {
                 pki.sa_key.display()
             ),
             format!("--root-ca-file={}", pki.ca_cert.display()),
+            // Its default, /usr/libexec/kubernetes/..., would be created on the host.
+            format!(
+                "--flex-volume-plugin-dir={}",
+                self.dir.join("flexvolume").display()
+            ),
         ];
         kcm_args.extend(options.controller_manager_args.iter().cloned());
         let kcm = self.tools.kube_controller_manager();

@@ -2,9 +2,10 @@
 //! can stop it (`scripts/kube-env down DIR`, or the clean-up of clusters whose
 //! test binary was killed before it could stop them).
 //!
-//! One line per process, in start order: `<label> <pid> <executable>`. A pid is
-//! only signalled while `/proc/<pid>/exe` is still that executable, so a pid
-//! reused by an unrelated process is left alone.
+//! One line per process, in start order: `<label> <pid> <executable>`, the
+//! executable's path canonical. A pid is only signalled while `/proc/<pid>/exe`
+//! is still that executable, so a pid reused by an unrelated process is left
+//! alone.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -66,14 +67,23 @@ pub fn read(dir: &Path) -> Result<Vec<Recorded>> {
 
 /// Whether `p` still runs (not a zombie) as the recorded executable.
 pub fn is_running(p: &Recorded) -> bool {
-    let proc_dir = PathBuf::from(format!("/proc/{}", p.pid));
-    let same_exe = std::fs::read_link(proc_dir.join("exe")).is_ok_and(|exe| exe == p.exe);
-    // The state follows the parenthesised command name, which may hold spaces.
-    let zombie = std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    // A binary rebuilt since the process started shows as "<path> (deleted)".
+    let same_exe = std::fs::read_link(format!("/proc/{}/exe", p.pid)).is_ok_and(|exe| {
+        let exe = exe.to_string_lossy();
+        exe.strip_suffix(" (deleted)").unwrap_or(&exe) == p.exe.to_string_lossy()
     });
-    same_exe && !zombie
+    same_exe && is_alive(p.pid)
+}
+
+/// Whether `pid` exists and has not finished exiting. An exiting process loses
+/// its `exe` link before it becomes a zombie, so only the state tells.
+fn is_alive(pid: u32) -> bool {
+    // The state follows the parenthesised command name, which may hold spaces.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
+    })
 }
 
 /// Stops the processes recorded in `dir`, last started first: SIGTERM, then
@@ -108,7 +118,7 @@ pub fn stop_recorded(dir: &Path, grace: Duration) -> Result<Vec<String>> {
 
 fn wait_gone(p: &Recorded, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while is_running(p) {
+    while is_alive(p.pid) {
         if Instant::now() >= deadline {
             return false;
         }

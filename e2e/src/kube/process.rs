@@ -53,7 +53,10 @@ impl KubeProcess {
             .with_context(|| format!("starting {label}: {cmd:?}"))?;
         Ok(Self {
             label: label.to_owned(),
-            exe: program.to_owned(),
+            // As /proc/<pid>/exe will show it: symlinks resolved.
+            exe: program
+                .canonicalize()
+                .unwrap_or_else(|_| program.to_owned()),
             child: Mutex::new(child),
             log: log.to_owned(),
         })
@@ -63,6 +66,7 @@ impl KubeProcess {
         &self.label
     }
 
+    /// The executable's canonical path.
     pub fn exe(&self) -> &Path {
         &self.exe
     }
