@@ -50,6 +50,7 @@ async fn run() -> anyhow::Result<()> {
     };
     let only = std::env::var("STRAIT_BENCH_ONLY").ok();
 
+    let load_before = loadavg();
     let mesh = TempDir::new("mesh")?;
     scenario.write(mesh.path())?;
     println!(
@@ -116,13 +117,21 @@ async fn run() -> anyhow::Result<()> {
 
     let report = Report {
         command: command_line(),
-        machine: machine(),
+        machine: {
+            let mut m = machine();
+            // Other work on the machine skews every number; the load shows how much.
+            m["loadavg_before"] = json!(load_before);
+            m["loadavg_after"] = json!(loadavg());
+            m
+        },
         versions: json!({
             "strait": first_line(&strait_bin, &["version"]),
             "istio": first_line(&istio_bin, &["version", "--short"]),
             "istio_module": std::fs::read_to_string(istio_bin.with_extension("version")).ok().map(|s| s.trim().to_string()),
             "istio_go": first_line(Path::new("go"), &["version", &istio_bin.display().to_string()]),
             "rustc": first_line(Path::new("rustc"), &["--version"]),
+            // The tree may hold uncommitted work; the commit is the base it started from.
+            "strait_commit": first_line(Path::new("git"), &["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"]),
         }),
         scenario: json!({
             "services": scenario.services,
@@ -220,4 +229,15 @@ fn machine() -> serde_json::Value {
         "memory": mem,
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()),
     })
+}
+
+/// /proc/loadavg's 1-, 5- and 15-minute figures.
+fn loadavg() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }

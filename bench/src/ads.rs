@@ -77,6 +77,9 @@ pub struct ClientState {
     pub got_cds: bool,
     pub got_lds: bool,
     pub watch: Option<WeightWatch>,
+    /// Until the config is complete: (type, time since the first request, resources)
+    /// of each response, to show where the time goes.
+    pub timeline: Vec<(&'static str, Duration, u64)>,
     /// Set when the stream ends or fails.
     pub closed: Option<String>,
 }
@@ -297,6 +300,13 @@ async fn run(
 
         let mut followups = Vec::new();
         let mut snapshot = state.borrow().clone();
+        if snapshot.complete_at.is_none()
+            && let Some(first) = snapshot.first_request_at
+        {
+            snapshot
+                .timeline
+                .push((kind, received_at.duration_since(first), resources));
+        }
         for stats in [&mut snapshot.total].into_iter().chain(
             snapshot
                 .complete_at

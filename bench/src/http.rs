@@ -8,6 +8,26 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Returns the status code and body of `GET path` (read until the server closes).
+pub async fn get(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Result<(u16, String)> {
+    tokio::time::timeout(timeout, async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).await?;
+        let status = parse_status_line(&all)?;
+        let text = String::from_utf8_lossy(&all);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
+    })
+    .await
+    .with_context(|| format!("GET {addr}{path} timed out"))?
+}
+
 /// Returns the status code of `GET path`.
 pub async fn get_status(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Result<u16> {
     tokio::time::timeout(timeout, async {
@@ -74,5 +94,24 @@ mod tests {
                 .unwrap(),
             503
         );
+    }
+
+    #[tokio::test]
+    async fn reads_a_body_until_close() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf).await.unwrap();
+            s.write_all(
+                b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nm_sum 1.5\nm_count 3\n",
+            )
+            .await
+            .unwrap();
+        });
+        let (status, body) = get(addr, "/metrics", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body, "m_sum 1.5\nm_count 3\n");
     }
 }

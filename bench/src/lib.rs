@@ -6,6 +6,7 @@ pub mod ads;
 pub mod http;
 pub mod inproc;
 pub mod mesh;
+pub mod metrics;
 pub mod outproc;
 pub mod procstat;
 pub mod report;

@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use crate::ads::{self, AdsClient, TypeStats};
 use crate::mesh::{DEFAULT_V1_WEIGHT, SERVICE_PORT, Scenario};
+use crate::metrics::{self, Scraped};
 use crate::procstat::Usage;
 use crate::server::{Server, ServerSpec};
 use crate::stats::Summary;
@@ -50,6 +51,8 @@ pub struct OutOfProcess {
     pub first_client: Duration,
     /// Per type, what the first sidecar received until its config was complete.
     pub first_client_types: BTreeMap<&'static str, TypeStats>,
+    /// Responses the first sidecar got until complete: (type, ms since request, resources).
+    pub first_client_timeline: Vec<(&'static str, Duration, u64)>,
     pub after_first_client: Usage,
     /// Extra sidecars connecting at once: start of the batch until all are complete.
     pub extra_clients: usize,
@@ -58,9 +61,15 @@ pub struct OutOfProcess {
     pub extra_clients_each: Summary,
     pub after_extra_clients: Usage,
     /// Edit of one VirtualService file until the first sidecar receives the new route,
-    /// with every sidecar connected.
-    pub convergence: Summary,
+    /// with only that sidecar connected.
+    pub convergence_one: Summary,
+    /// The same with every sidecar connected: until the first sidecar has it.
+    pub convergence_all: Summary,
+    /// … and until every sidecar has it.
+    pub convergence_all_last: Summary,
     pub after_edits: Usage,
+    /// Istio-named histograms from the monitoring port's /metrics at the end.
+    pub metrics: Scraped,
 }
 
 pub async fn run(
@@ -93,17 +102,26 @@ async fn drive(
     out.after_load = server.usage()?;
 
     let watched = format!("outbound|{SERVICE_PORT}|v1|{}", scenario.host(0));
-    let mut first = connect(server, 0, Some(watched)).await?;
+    let mut first = connect(server, 0, Some(watched.clone())).await?;
     let state = first.wait_complete(opts.config_timeout).await?;
     out.first_client = state.time_to_full_config().context("no completion time")?;
     out.first_client_types = state.initial.clone();
+    out.first_client_timeline = state.timeline.clone();
     tokio::time::sleep(opts.settle).await;
     out.after_first_client = server.usage()?;
+
+    // The initial route must be in place before edits are timed against it.
+    first
+        .wait_weight(DEFAULT_V1_WEIGHT, opts.config_timeout)
+        .await?;
+    let mut weight = DEFAULT_V1_WEIGHT;
+    let (one, _) = converge(&mut first, &mut [], config_dir, scenario, &mut weight, opts).await?;
+    out.convergence_one = one;
 
     let batch_start = Instant::now();
     let mut extra = Vec::with_capacity(opts.extra_clients);
     for i in 1..=opts.extra_clients {
-        extra.push(connect(server, i, None).await?);
+        extra.push(connect(server, i, Some(watched.clone())).await?);
     }
     let mut each = Vec::with_capacity(extra.len());
     for client in &mut extra {
@@ -115,24 +133,28 @@ async fn drive(
     tokio::time::sleep(opts.settle).await;
     out.after_extra_clients = server.usage()?;
 
-    // The initial route must be in place before edits are timed against it.
-    first
-        .wait_weight(DEFAULT_V1_WEIGHT, opts.config_timeout)
-        .await?;
-    let mut samples = Vec::with_capacity(opts.edits);
-    let edits = u32::try_from(opts.edits).unwrap_or(u32::MAX);
-    for k in 1..=edits {
-        let weight = DEFAULT_V1_WEIGHT.saturating_sub(k);
-        scenario.write_virtual_service(config_dir, 0, weight)?;
-        let edited = Instant::now();
-        let arrived = first.wait_weight(weight, opts.config_timeout).await?;
-        samples.push(arrived.saturating_duration_since(edited));
-        // Let the push reach every sidecar before the next edit, so each sample is one
-        // debounced push rather than a merged one.
-        tokio::time::sleep(opts.settle).await;
-    }
-    out.convergence = Summary::of(&samples);
+    let (first_has, all_have) = converge(
+        &mut first,
+        &mut extra,
+        config_dir,
+        scenario,
+        &mut weight,
+        opts,
+    )
+    .await?;
+    out.convergence_all = first_has;
+    out.convergence_all_last = all_have;
     out.after_edits = server.usage()?;
+    out.metrics = match crate::http::get(
+        server.ports.monitoring,
+        "/metrics",
+        Duration::from_secs(10),
+    )
+    .await
+    {
+        Ok((200, body)) => metrics::parse(&body),
+        _ => Scraped::new(),
+    };
 
     // Leave the tree as generated for the next control plane.
     scenario.write_virtual_service(config_dir, 0, DEFAULT_V1_WEIGHT)?;
@@ -141,6 +163,35 @@ async fn drive(
         .await?;
     drop(extra);
     Ok(out)
+}
+
+/// Edits VirtualService 0 `opts.edits` times, lowering its v1 weight by one each time,
+/// and times each edit until `first` holds the new route, and until every client does.
+async fn converge(
+    first: &mut AdsClient,
+    others: &mut [AdsClient],
+    config_dir: &Path,
+    scenario: &Scenario,
+    weight: &mut u32,
+    opts: &Options,
+) -> anyhow::Result<(Summary, Summary)> {
+    let mut first_samples = Vec::with_capacity(opts.edits);
+    let mut all_samples = Vec::with_capacity(opts.edits);
+    for _ in 0..opts.edits {
+        *weight = weight.saturating_sub(1).max(1);
+        scenario.write_virtual_service(config_dir, 0, *weight)?;
+        let edited = Instant::now();
+        let arrived = first.wait_weight(*weight, opts.config_timeout).await?;
+        let mut last = arrived;
+        for other in others.iter_mut() {
+            last = last.max(other.wait_weight(*weight, opts.config_timeout).await?);
+        }
+        first_samples.push(arrived.saturating_duration_since(edited));
+        all_samples.push(last.saturating_duration_since(edited));
+        // Quiet time before the next edit, so each sample is one debounced push.
+        tokio::time::sleep(opts.settle).await;
+    }
+    Ok((Summary::of(&first_samples), Summary::of(&all_samples)))
 }
 
 /// Sidecar `i` has address 10.0.0.(i+1) — outside the workloads' 10.1.0.0/16.

@@ -53,12 +53,30 @@ fn outproc_json(o: &Outcome) -> Value {
         "after_load": usage_json(&o.after_load),
         "first_client_ms": ms(o.first_client),
         "first_client_types": types,
+        "first_client_timeline": o
+            .first_client_timeline
+            .iter()
+            .map(|(k, at, n)| json!({"type": k, "ms": ms(*at), "resources": n}))
+            .collect::<Vec<_>>(),
         "after_first_client": usage_json(&o.after_first_client),
         "extra_clients": o.extra_clients,
         "extra_clients_all_ms": ms(o.extra_clients_all),
         "extra_clients_each": summary_json(&o.extra_clients_each),
         "after_extra_clients": usage_json(&o.after_extra_clients),
-        "convergence": summary_json(&o.convergence),
+        "convergence_one_sidecar": summary_json(&o.convergence_one),
+        "convergence_all_sidecars_first": summary_json(&o.convergence_all),
+        "convergence_all_sidecars_last": summary_json(&o.convergence_all_last),
+        "metrics": o
+            .metrics
+            .iter()
+            .map(|(name, split)| {
+                let v: serde_json::Map<String, Value> = split
+                    .iter()
+                    .map(|(k, h)| (k.clone(), json!({"count": h.count, "sum_s": h.sum})))
+                    .collect();
+                (name.clone(), Value::Object(v))
+            })
+            .collect::<serde_json::Map<String, Value>>(),
         "after_edits": usage_json(&o.after_edits),
     })
 }
@@ -104,6 +122,14 @@ impl Report {
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "Command: `{}`\n", self.command);
+        let _ = writeln!(
+            s,
+            "Machine: {} cores, {}; load average before/after: {} / {}\n",
+            self.machine["cores"],
+            self.machine["cpu"].as_str().unwrap_or("?"),
+            self.machine["loadavg_before"].as_str().unwrap_or("?"),
+            self.machine["loadavg_after"].as_str().unwrap_or("?"),
+        );
         let _ = writeln!(s, "### Strait in process (strait-pilot API)\n");
         match &self.in_process {
             Ok(m) => {
@@ -167,8 +193,9 @@ impl Report {
         let _ = writeln!(s, "|---|---:|---:|---:|");
         let (a, b) = (self.strait.as_ref().ok(), self.istio.as_ref().ok());
         let mut row = |name: &str, unit: &str, f: &dyn Fn(&OutOfProcess) -> f64| {
-            let va = a.map(f);
-            let vb = b.map(f);
+            // NaN marks a value the control plane does not report.
+            let va = a.map(f).filter(|v| v.is_finite());
+            let vb = b.map(f).filter(|v| v.is_finite());
             let cell = |v: Option<f64>| {
                 v.map(|v| format!("{v:.1} {unit}"))
                     .unwrap_or_else(|| "—".into())
@@ -221,16 +248,75 @@ impl Report {
                 .saturating_sub(o.after_first_client.cpu))
         });
         row(
-            "VirtualService edit → sidecar has new RDS (median)",
+            "VS edit → new RDS, 1 sidecar connected: median",
             "ms",
-            &|o| ms(o.convergence.median),
+            &|o| ms(o.convergence_one.median),
         );
-        row("  (min)", "ms", &|o| ms(o.convergence.min));
-        row("  (max)", "ms", &|o| ms(o.convergence.max));
+        row("  min", "ms", &|o| ms(o.convergence_one.min));
+        row("  max", "ms", &|o| ms(o.convergence_one.max));
+        row(
+            &format!("VS edit → new RDS at sidecar 1 of {}: median", n + 1),
+            "ms",
+            &|o| ms(o.convergence_all.median),
+        );
+        row(
+            &format!("VS edit → new RDS at all {} sidecars: median", n + 1),
+            "ms",
+            &|o| ms(o.convergence_all_last.median),
+        );
+        row("  min", "ms", &|o| ms(o.convergence_all_last.min));
+        row("  max", "ms", &|o| ms(o.convergence_all_last.max));
+        row("pilot_pushcontext_init_seconds: mean", "ms", &|o| {
+            hist_ms(o, "pilot_pushcontext_init_seconds", "")
+        });
+        row("pilot_pushcontext_init_seconds: count", "", &|o| {
+            hist_count(o, "pilot_pushcontext_init_seconds", "")
+        });
+        for (kind, _) in TYPES {
+            row(
+                &format!("pilot_xds_push_time{{type={kind}}}: mean"),
+                "ms",
+                &|o| hist_ms(o, "pilot_xds_push_time", kind),
+            );
+        }
+        row("pilot_proxy_convergence_time: mean", "ms", &|o| {
+            hist_ms(o, "pilot_proxy_convergence_time", "")
+        });
         row("peak RSS (VmHWM)", "MiB", &|o| mib(o.after_edits.rss_peak));
         row("total CPU at end", "ms", &|o| ms(o.after_edits.cpu));
+        let _ = writeln!(
+            s,
+            "\nFirst sidecar's responses until complete (type @ ms after its first request, resources):\n"
+        );
+        for (name, o) in [("Strait", a), ("Istio", b)] {
+            if let Some(o) = o {
+                let steps: Vec<String> = o
+                    .first_client_timeline
+                    .iter()
+                    .map(|(k, at, n)| format!("{k} @ {:.1} ({n})", ms(*at)))
+                    .collect();
+                let _ = writeln!(s, "- {name}: {}", steps.join(", "));
+            }
+        }
         s
     }
+}
+
+fn hist_ms(o: &OutOfProcess, metric: &str, key: &str) -> f64 {
+    o.metrics
+        .get(metric)
+        .and_then(|m| m.get(key))
+        .and_then(|h| h.mean())
+        .map(ms)
+        .unwrap_or(f64::NAN)
+}
+
+fn hist_count(o: &OutOfProcess, metric: &str, key: &str) -> f64 {
+    o.metrics
+        .get(metric)
+        .and_then(|m| m.get(key))
+        .map(|h| h.count)
+        .unwrap_or(f64::NAN)
 }
 
 fn count(o: &OutOfProcess, kind: &str) -> f64 {

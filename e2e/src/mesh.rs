@@ -112,10 +112,21 @@ fn rewrite_manifests(
     Ok(out)
 }
 
+/// Which proxy runs as the sidecar.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SidecarKind {
+    /// A stock Envoy (the reference).
+    #[default]
+    Envoy,
+    /// strait-proxy, started with the same bootstrap and flags.
+    Strait,
+}
+
 /// Options for [`BookinfoMesh::start`].
 #[derive(Debug, Clone, Default)]
 pub struct MeshOptions {
     pub api: AdsApi,
+    pub sidecar: SidecarKind,
     /// The example directory to serve; [`examples_dir`] when `None`.
     pub examples: Option<PathBuf>,
     /// Extra files for the config directory, written after the example's.
@@ -128,6 +139,7 @@ pub struct MeshOptions {
 pub struct BookinfoMesh {
     // Drop order: processes first, then the namespaces they live in.
     pub envoy: Envoy,
+    pub sidecar: SidecarKind,
     pub pilot: Pilot,
     pub backends: BTreeMap<String, Backend>,
     pub client: HttpClient,
@@ -171,17 +183,19 @@ impl BookinfoMesh {
         let pilot = Pilot::start(topology.hub(), pilot_options).await?;
 
         capture::redirect_outbound(&client_ns, SERVICE_CIDR, 15001)?;
-        let envoy = start_sidecar(
+        let envoy = start_sidecar_kind(
             &client_ns,
             CLIENT_POD,
             "productpage",
             pilot.grpc_addr(),
             options.api,
+            options.sidecar,
         )
         .await?;
         let client = HttpClient::new(&client_ns);
         Ok(BookinfoMesh {
             envoy,
+            sidecar: options.sidecar,
             pilot,
             backends,
             client,
@@ -212,7 +226,15 @@ impl BookinfoMesh {
                     && text.contains("\"9080\"")
             })
             .await?;
-        crate::wait_until("sidecar listeners and clusters warmed", timeout, || async {
+        crate::wait_until("sidecar ready", timeout, || async {
+            let ready = self.envoy.admin_get("/ready").await?;
+            if ready.status != 200 {
+                return Ok(false);
+            }
+            if self.sidecar == SidecarKind::Strait {
+                return Ok(true);
+            }
+            // Envoy's /ready goes LIVE before RDS-dependent listeners finish warming.
             let stats = self.envoy.stats().await?;
             let stat = |name: &str| crate::envoy::parse_stat(&stats, name).unwrap_or(0);
             Ok(stat("listener_manager.total_listeners_warming") == 0
@@ -232,9 +254,26 @@ pub async fn start_sidecar(
     pilot: SocketAddr,
     api: AdsApi,
 ) -> Result<Envoy> {
+    start_sidecar_kind(ns, pod, app, pilot, api, SidecarKind::Envoy).await
+}
+
+/// Starts the chosen proxy as the sidecar of `pod`, with the same bootstrap either way.
+pub async fn start_sidecar_kind(
+    ns: &Netns,
+    pod: &str,
+    app: &str,
+    pilot: SocketAddr,
+    api: AdsApi,
+    kind: SidecarKind,
+) -> Result<Envoy> {
     let node = SidecarNode::new(ns.ip(), pod, "default")
         .label("app", app)
         .label("version", "v1");
     let bootstrap = Bootstrap::new(node).with_ads(pilot, api);
-    Envoy::start(ns, &bootstrap).await
+    match kind {
+        SidecarKind::Envoy => Envoy::start(ns, &bootstrap).await,
+        SidecarKind::Strait => {
+            Envoy::start_binary(ns, &bootstrap, &crate::bins::strait("strait-proxy")?, &[]).await
+        }
+    }
 }

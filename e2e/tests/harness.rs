@@ -1,6 +1,8 @@
 //! The harness proving itself without pilot-discovery: namespaces, backends,
 //! the client, Envoy with static config and iptables capture, and clean-up.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;

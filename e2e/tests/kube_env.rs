@@ -3,6 +3,8 @@
 //! turns ready Pods into EndpointSlices, the pinned kubectl and helm work, and
 //! stopping a cluster leaves no process behind.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::Command;

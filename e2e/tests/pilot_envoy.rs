@@ -10,45 +10,80 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use strait_e2e::envoy::{static_cluster, static_http_listener};
-use strait_e2e::mesh::{self, BookinfoMesh, MeshOptions};
+use strait_e2e::mesh::{self, BookinfoMesh, MeshOptions, SidecarKind};
 use strait_e2e::{AdsApi, Backend, Bootstrap, Envoy, RequestSpec, SidecarNode, wait_until};
 
 const CONFIGURED: Duration = Duration::from_secs(30);
 const REVIEWS: &str = "reviews.default.svc.cluster.local";
 
+/// Each scenario runs with both ADS flavours; `strait` scenarios also with strait-proxy
+/// as the sidecar, against the same pilot config, with the same assertions.
 macro_rules! both_apis {
     ($scenario:ident) => {
         mod $scenario {
+            use strait_e2e::AdsApi;
+            use strait_e2e::mesh::SidecarKind;
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sotw() {
-                super::$scenario(strait_e2e::AdsApi::Sotw).await
+                super::$scenario(AdsApi::Sotw, SidecarKind::Envoy).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn delta() {
-                super::$scenario(strait_e2e::AdsApi::Delta).await
+                super::$scenario(AdsApi::Delta, SidecarKind::Envoy).await
+            }
+        }
+    };
+    ($scenario:ident, strait) => {
+        mod $scenario {
+            use strait_e2e::AdsApi;
+            use strait_e2e::mesh::SidecarKind;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sotw() {
+                super::$scenario(AdsApi::Sotw, SidecarKind::Envoy).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn delta() {
+                super::$scenario(AdsApi::Delta, SidecarKind::Envoy).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn strait_sotw() {
+                super::$scenario(AdsApi::Sotw, SidecarKind::Strait).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn strait_delta() {
+                super::$scenario(AdsApi::Delta, SidecarKind::Strait).await
             }
         }
     };
 }
 
-both_apis!(envoy_acks_everything_with_istio_names);
-both_apis!(weighted_and_header_routing);
-both_apis!(virtual_service_http_features);
-both_apis!(file_edits_reroute_a_running_envoy);
-both_apis!(new_endpoint_is_pushed_as_eds_only);
-both_apis!(bad_input_keeps_the_rest_serving);
-both_apis!(nacking_proxy_is_reported_and_others_keep_receiving);
+both_apis!(envoy_acks_everything_with_istio_names, strait);
+both_apis!(weighted_and_header_routing, strait);
+both_apis!(virtual_service_http_features, strait);
+both_apis!(file_edits_reroute_a_running_envoy, strait);
+both_apis!(new_endpoint_is_pushed_as_eds_only, strait);
+both_apis!(bad_input_keeps_the_rest_serving, strait);
+both_apis!(nacking_proxy_is_reported_and_others_keep_receiving, strait);
 
-async fn start(api: AdsApi) -> BookinfoMesh {
+async fn start(api: AdsApi, sidecar: SidecarKind) -> BookinfoMesh {
     start_with(MeshOptions {
         api,
+        sidecar,
         ..Default::default()
     })
     .await
 }
 
 async fn start_with(options: MeshOptions) -> BookinfoMesh {
+    let sidecar = options.sidecar;
     let mesh = BookinfoMesh::start(options).await.expect("mesh starts");
+    // The sidecar is the proxy the scenario asked for.
+    let info = mesh.envoy.admin_get("/server_info").await.unwrap().text();
+    assert_eq!(
+        info.contains("strait-proxy"),
+        sidecar == SidecarKind::Strait,
+        "{sidecar:?} sidecar answered /server_info with {info}"
+    );
     mesh.wait_configured(CONFIGURED)
         .await
         .expect("sidecar configured");
@@ -73,8 +108,8 @@ fn reviews(path: &str) -> RequestSpec {
     RequestSpec::get("reviews:9080", path)
 }
 
-async fn envoy_acks_everything_with_istio_names(api: AdsApi) {
-    let mesh = start(api).await;
+async fn envoy_acks_everything_with_istio_names(api: AdsApi, sidecar: SidecarKind) {
+    let mesh = start(api, sidecar).await;
     let listeners = mesh.envoy.listener_names().await.unwrap();
     for name in ["virtualOutbound", "virtualInbound", "0.0.0.0_9080"] {
         assert!(
@@ -221,8 +256,8 @@ async fn envoy_acks_everything_with_istio_names(api: AdsApi) {
     assert_eq!(connections["totalClients"], 1);
 }
 
-async fn weighted_and_header_routing(api: AdsApi) {
-    let mesh = start(api).await;
+async fn weighted_and_header_routing(api: AdsApi, sidecar: SidecarKind) {
+    let mesh = start(api, sidecar).await;
     let addr = BookinfoMesh::service_addr("reviews");
     let tally = mesh.client.tally(addr, &reviews("/"), 1000).await;
     assert!(tally.errors.is_empty(), "{:?}", tally.errors);
@@ -276,9 +311,10 @@ spec:
   - route: [{destination: {host: ratings}}]
 "#;
 
-async fn virtual_service_http_features(api: AdsApi) {
+async fn virtual_service_http_features(api: AdsApi, sidecar: SidecarKind) {
     let mesh = start_with(MeshOptions {
         api,
+        sidecar,
         without_virtual_services: true,
         extra_configs: vec![("ratings-features.yaml".into(), RATINGS_FEATURES.into())],
         ..Default::default()
@@ -386,8 +422,8 @@ async fn until_consistently(
     );
 }
 
-async fn file_edits_reroute_a_running_envoy(api: AdsApi) {
-    let mesh = start(api).await;
+async fn file_edits_reroute_a_running_envoy(api: AdsApi, sidecar: SidecarKind) {
+    let mesh = start(api, sidecar).await;
     let envoy_pid = mesh.envoy.pid();
     let edited = Instant::now();
     mesh.pilot
@@ -418,9 +454,10 @@ async fn file_edits_reroute_a_running_envoy(api: AdsApi) {
     .unwrap();
 }
 
-async fn new_endpoint_is_pushed_as_eds_only(api: AdsApi) {
+async fn new_endpoint_is_pushed_as_eds_only(api: AdsApi, sidecar: SidecarKind) {
     let mesh = start_with(MeshOptions {
         api,
+        sidecar,
         without_virtual_services: true,
         ..Default::default()
     })
@@ -488,8 +525,8 @@ fn vs(name: &str, host: &str, http: &str) -> String {
     )
 }
 
-async fn bad_input_keeps_the_rest_serving(api: AdsApi) {
-    let mesh = start(api).await;
+async fn bad_input_keeps_the_rest_serving(api: AdsApi, sidecar: SidecarKind) {
+    let mesh = start(api, sidecar).await;
     let p = &mesh.pilot;
     p.write_config("broken.yaml", "kind: [unclosed\n").unwrap();
     p.write_config(
@@ -649,8 +686,8 @@ async fn bad_input_keeps_the_rest_serving(api: AdsApi) {
     );
 }
 
-async fn nacking_proxy_is_reported_and_others_keep_receiving(api: AdsApi) {
-    let mesh = start(api).await;
+async fn nacking_proxy_is_reported_and_others_keep_receiving(api: AdsApi, sidecar: SidecarKind) {
+    let mesh = start(api, sidecar).await;
     // A second sidecar whose bootstrap already owns 0.0.0.0:15001: Envoy must reject the
     // virtualOutbound listener pilot sends it.
     let details = &mesh.pods["details-v1"];

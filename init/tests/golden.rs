@@ -5,6 +5,8 @@
 //! against Istio's own goldens for the same settings
 //! (tools/istio-iptables/pkg/capture/testdata/*.golden).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use clap::Parser;

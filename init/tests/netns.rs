@@ -1,6 +1,8 @@
 //! strait-init against real iptables (iptables-nft here), each test in
 //! network namespaces it creates itself.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{A_IP, B_IP, INJECTOR, Netns, Pair, Responder, ask, ask_as_proxy_user};

@@ -1,5 +1,7 @@
 //! The committed CRDs (`charts/base/files/crd-all.gen.yaml`) must be what the types generate.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[test]
 fn committed_crds_match_the_types() {
     let path = concat!(

@@ -1,6 +1,8 @@
 //! Istio manifests from the documentation (Bookinfo samples and reference examples) decode and
 //! validate; malformed ones are rejected with the path of the bad field.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde_json::{Value, json};
 use strait_proto::istio::{
     AbortError, DelayKind, DestinationRule, Duration, HashAlgorithm, HashKey, Kind, LbPolicy,

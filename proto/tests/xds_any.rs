@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use prost::{Message, Name};
 use strait_proto::envoy::config::cluster::v3::Cluster;
 use strait_proto::envoy::config::listener::v3::Listener;

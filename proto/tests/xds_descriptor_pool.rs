@@ -1,5 +1,7 @@
 //! The embedded descriptor pool covers what sidecar resources and Envoy's admin carry.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use prost::Name;
 use serde_json::json;
 use strait_proto::envoy;

@@ -1,5 +1,7 @@
 //! Reading Envoy bootstraps (and other messages) from proto3 JSON.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use prost::Name;
 use serde_json::{Value, json};
 use strait_proto::envoy::config::bootstrap::v3::Bootstrap;

@@ -1,5 +1,7 @@
 //! JSON output: the shapes istioctl (lowerCamelCase) and Envoy's admin (proto names) print.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 
 use prost::Name;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 use prost::Name;
 use strait_proto::envoy::config::bootstrap::v3::Bootstrap;
 use strait_proto::envoy::config::cluster::v3::Cluster;

@@ -1,5 +1,8 @@
 //! strait-proxy: an Envoy-compatible sidecar proxy driven over ADS.
 
+pub mod access_log;
+pub mod admin;
+pub mod admin_state;
 pub mod applier;
 pub mod cli;
 pub mod config;
@@ -9,6 +12,7 @@ pub mod listener;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod stats;
 pub mod tcp_proxy;
 pub mod upstream;
 pub mod worker;

@@ -11,13 +11,25 @@ use strait_proto::envoy::config::bootstrap::v3::Bootstrap;
 use strait_proto::xds::json;
 use tracing::{info, warn};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use tokio::sync::Notify;
+
+use crate::admin::{Admin, AdminServer};
+use crate::admin_state::ProxyAdmin;
 use crate::applier::{Applier, Routes};
 use crate::cli::Cli;
 use crate::config::cluster::Discovery;
 use crate::convert::{AdsApiType, BootstrapConfig};
-use crate::listener::connection::{Dispatcher, HttpHandler};
+use crate::http::HttpService;
+use crate::listener::connection::Dispatcher;
 use crate::listener::manager::ListenerManager;
 use crate::snapshot::Snapshot;
+use crate::stats::cluster::ClusterStatsSource;
+use crate::stats::config::StatsConfig;
+use crate::stats::server::ServerStats;
+use crate::stats::store::Store;
 use crate::upstream::manager::ClusterManager;
 use crate::upstream::random::ThreadRandom;
 use crate::worker::Workers;
@@ -75,6 +87,11 @@ pub struct Proxy {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub routes: Routes,
     pub xds: Option<XdsClient>,
+    pub stats: Arc<Store>,
+    pub admin: Option<AdminServer>,
+    /// Woken by `/quitquitquit`.
+    pub quit: Arc<Notify>,
+    ready: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -84,7 +101,6 @@ impl Proxy {
         cli: &Cli,
         mut pb: Bootstrap,
         control: &tokio::runtime::Handle,
-        http: Option<Arc<dyn HttpHandler>>,
     ) -> anyhow::Result<Proxy> {
         let node = pb.node.get_or_insert_with(Default::default);
         if let Some(id) = &cli.service_node {
@@ -104,13 +120,23 @@ impl Proxy {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let workers = Arc::new(Workers::start(concurrency).context("starting workers")?);
         let clusters = Arc::new(ClusterManager::new(ThreadRandom::shared()));
+        let routes: Routes = Arc::new(ArcSwap::from_pointee(Default::default()));
+        let http = HttpService::new(routes.clone(), clusters.clone());
         let listeners = Arc::new(ListenerManager::new(
             workers.clone(),
             Arc::new(Dispatcher {
                 clusters: clusters.clone(),
-                http,
+                http: Some(Arc::new(http)),
             }),
         ));
+        let stats_config = StatsConfig::from_proto(pb.stats_config.as_ref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let stats = Arc::new(Store::new(stats_config));
+        stats.add_source(Arc::new(ClusterStatsSource::new(clusters.clone())));
+        let server_stats = Arc::new(ServerStats::new(
+            u32::try_from(concurrency).unwrap_or(u32::MAX),
+        ));
+        stats.add_source(server_stats.clone());
         let initial = Snapshot {
             static_listeners: bootstrap
                 .static_listeners
@@ -127,7 +153,6 @@ impl Proxy {
             ..Snapshot::default()
         };
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
-        let routes: Routes = Arc::new(ArcSwap::from_pointee(Default::default()));
         let applier = Applier::new(
             initial,
             snapshot.clone(),
@@ -153,6 +178,53 @@ impl Proxy {
                 )
             }
         };
+        if let Some(xds) = &xds {
+            stats.add_source(xds.stats());
+        }
+
+        // Ready (Envoy's LIVE) once the initial xDS config is applied; at once without ADS.
+        let ready = Arc::new(AtomicBool::new(xds.is_none()));
+        if let Some(xds) = &xds {
+            let mut watch = xds.ready();
+            let ready = ready.clone();
+            let server_stats = server_stats.clone();
+            control.spawn(async move {
+                while !*watch.borrow() {
+                    if watch.changed().await.is_err() {
+                        return;
+                    }
+                }
+                ready.store(true, Ordering::Relaxed);
+                server_stats.set_workers_started();
+                info!("initial configuration applied; ready");
+            });
+        } else {
+            server_stats.set_workers_started();
+        }
+
+        let quit = Arc::new(Notify::new());
+        let admin = match bootstrap.admin_address {
+            None => None,
+            Some(address) => {
+                let source = Arc::new(ProxyAdmin {
+                    bootstrap: pb.clone(),
+                    started: SystemTime::now(),
+                    snapshot: snapshot.clone(),
+                    clusters: clusters.clone(),
+                    listeners: listeners.clone(),
+                    server: server_stats.clone(),
+                    ready: ready.clone(),
+                    draining: AtomicBool::new(false),
+                    quit: quit.clone(),
+                });
+                let admin = Arc::new(Admin::new(source, stats.clone()));
+                let server = control
+                    .block_on(AdminServer::start(admin, address))
+                    .with_context(|| format!("starting the admin server on {address}"))?;
+                info!(%address, "admin listening");
+                Some(server)
+            }
+        };
         Ok(Proxy {
             bootstrap,
             workers,
@@ -161,12 +233,16 @@ impl Proxy {
             snapshot,
             routes,
             xds,
+            stats,
+            admin,
+            quit,
+            ready,
         })
     }
 
     /// Ready once the static config is in place and, with ADS, the initial xDS config.
     pub fn is_ready(&self) -> bool {
-        self.xds.as_ref().is_none_or(|x| x.is_ready())
+        self.ready.load(Ordering::Relaxed)
     }
 
     /// Stops accepting, then waits for open connections to finish, at most `limit`.
@@ -228,11 +304,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the control runtime")?;
-    let proxy = Proxy::start(&cli, pb, control.handle(), None)?;
+    let proxy = Proxy::start(&cli, pb, control.handle())?;
     control.block_on(async {
-        shutdown_signal().await;
-        info!("shutting down: draining listeners");
-        proxy.drain(Duration::from_secs(cli.drain_time_s)).await;
+        tokio::select! {
+            _ = shutdown_signal() => {
+                info!("shutting down: draining listeners");
+                proxy.drain(Duration::from_secs(cli.drain_time_s)).await;
+            }
+            _ = proxy.quit.notified() => info!("quitquitquit: exiting"),
+        }
     });
     Ok(())
 }

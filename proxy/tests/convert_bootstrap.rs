@@ -1,15 +1,21 @@
 //! The bootstrap pieces strait-proxy needs: node, admin, static resources, ADS.
 
+// Helpers outside #[test] functions unwrap too: a failed setup is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 
 use strait_proto::envoy::config::bootstrap::v3::{Admin, Bootstrap, LayeredRuntime, bootstrap};
 use strait_proto::envoy::config::cluster::v3::{Cluster, cluster};
-use strait_proto::envoy::config::core::v3::{
-    AggregatedConfigSource, ApiConfigSource, ConfigSource, GrpcService, Locality, Node, Pipe, SocketAddress, address,
-    api_config_source::ApiType, config_source::ConfigSourceSpecifier, grpc_service, socket_address,
-};
 use strait_proto::envoy::config::core::v3::Address;
-use strait_proto::envoy::config::endpoint::v3::{ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint};
+use strait_proto::envoy::config::core::v3::{
+    AggregatedConfigSource, ApiConfigSource, ConfigSource, GrpcService, Locality, Node, Pipe,
+    SocketAddress, address, api_config_source::ApiType, config_source::ConfigSourceSpecifier,
+    grpc_service, socket_address,
+};
+use strait_proto::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
 use strait_proto::google::protobuf::{Struct, Value, value::Kind};
 use strait_proxy::config::cluster::Discovery;
 use strait_proxy::convert::{AdsApiType, BootstrapConfig};
@@ -27,7 +33,9 @@ fn socket(ip: &str, port: u32) -> Address {
 fn static_cluster(name: &str, addr: Address) -> Cluster {
     Cluster {
         name: name.into(),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Static as i32)),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32,
+        )),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: name.into(),
             endpoints: vec![LocalityLbEndpoints {
@@ -107,10 +115,12 @@ fn istio_like(api_type: ApiType) -> Bootstrap {
                 api_type: api_type as i32,
                 set_node_on_first_message_only: true,
                 grpc_services: vec![GrpcService {
-                    target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(grpc_service::EnvoyGrpc {
-                        cluster_name: "xds-grpc".into(),
-                        ..Default::default()
-                    })),
+                    target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                        grpc_service::EnvoyGrpc {
+                            cluster_name: "xds-grpc".into(),
+                            ..Default::default()
+                        },
+                    )),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -125,7 +135,10 @@ fn istio_like(api_type: ApiType) -> Bootstrap {
 #[test]
 fn istio_style_bootstrap() {
     let b = BootstrapConfig::try_from(&istio_like(ApiType::Grpc)).unwrap();
-    assert_eq!(b.node.id, "sidecar~10.77.0.10~productpage-v1.default~default.svc.cluster.local");
+    assert_eq!(
+        b.node.id,
+        "sidecar~10.77.0.10~productpage-v1.default~default.svc.cluster.local"
+    );
     assert_eq!(b.node.cluster, "productpage.default");
     assert_eq!(b.node.metadata["NAMESPACE"], "default");
     assert_eq!(b.node.metadata["LABELS"]["app"], "productpage");
@@ -140,7 +153,11 @@ fn istio_style_bootstrap() {
         Discovery::Static(eps) => assert_eq!(eps[0].address, "10.96.0.1:15010".parse().unwrap()),
         other => panic!("{other:?}"),
     }
-    assert!(b.notes.iter().any(|n| n.contains("layered_runtime")), "{:?}", b.notes);
+    assert!(
+        b.notes.iter().any(|n| n.contains("layered_runtime")),
+        "{:?}",
+        b.notes
+    );
 
     let delta = BootstrapConfig::try_from(&istio_like(ApiType::DeltaGrpc)).unwrap();
     assert_eq!(delta.ads.unwrap().api_type, AdsApiType::DeltaGrpc);
@@ -156,7 +173,10 @@ fn bootstrap_rejections_name_the_field() {
         sr.clusters.remove(0);
     }
     let e = BootstrapConfig::try_from(&missing).unwrap_err();
-    assert!(e.reason.contains("'xds-grpc' is not a static cluster"), "{e}");
+    assert!(
+        e.reason.contains("'xds-grpc' is not a static cluster"),
+        "{e}"
+    );
 
     // Istio's own bootstrap reaches the agent over a unix socket: not supported yet.
     let mut pipe = istio_like(ApiType::Grpc);
@@ -173,5 +193,8 @@ fn bootstrap_rejections_name_the_field() {
     }
     let e = BootstrapConfig::try_from(&pipe).unwrap_err();
     assert_eq!(e.resource, "Cluster xds-grpc");
-    assert_eq!(e.field, "load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.pipe");
+    assert_eq!(
+        e.field,
+        "load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.pipe"
+    );
 }

@@ -1,6 +1,9 @@
 //! Every resource pilot-discovery generates for a bookinfo sidecar converts, and the
 //! converted config says what the Istio config meant.
 
+// Helpers outside #[test] functions unwrap too: a failed setup is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod convert_support;
 
 use std::collections::BTreeMap;
@@ -13,8 +16,12 @@ use strait_proto::xds::type_url;
 use strait_proxy::config::cluster::{Cluster, Discovery, LbPolicy};
 use strait_proxy::config::common::{HeaderMatch, PartsPerMillion, StringMatch};
 use strait_proxy::config::endpoint::ClusterLoadAssignment;
-use strait_proxy::config::listener::{ClusterSpecifier, HttpFilter, Listener, NetworkFilter, RouteSource};
-use strait_proxy::config::route::{FaultAbort, ForwardAction, RedirectPath, Route, RouteAction, RouteConfig, VirtualHost};
+use strait_proxy::config::listener::{
+    ClusterSpecifier, HttpFilter, Listener, NetworkFilter, RouteSource,
+};
+use strait_proxy::config::route::{
+    FaultAbort, ForwardAction, RedirectPath, Route, RouteAction, RouteConfig, VirtualHost,
+};
 use strait_proxy::convert::{self, Resource};
 
 const REVIEWS: &str = "reviews.default.svc.cluster.local";
@@ -101,7 +108,8 @@ fn convert_all(proxy: &Proxy, push: &PushContext) -> Converted {
             .iter()
             .map(|r| {
                 assert_eq!(r.body.type_url, url);
-                convert::decode(url, &r.body.value).unwrap_or_else(|e| panic!("{} rejected: {e}", r.name))
+                convert::decode(url, &r.body.value)
+                    .unwrap_or_else(|e| panic!("{} rejected: {e}", r.name))
             })
             .collect()
     };
@@ -112,7 +120,9 @@ fn convert_all(proxy: &Proxy, push: &PushContext) -> Converted {
         routes: BTreeMap::new(),
     };
     for r in convert(type_url::CLUSTER, &[]) {
-        let Resource::Cluster(c) = r else { panic!("not a cluster") };
+        let Resource::Cluster(c) = r else {
+            panic!("not a cluster")
+        };
         out.clusters.insert(c.name.clone(), c);
     }
     let eds_names: Vec<String> = out
@@ -124,11 +134,15 @@ fn convert_all(proxy: &Proxy, push: &PushContext) -> Converted {
         })
         .collect();
     for r in convert(type_url::ENDPOINT, &eds_names) {
-        let Resource::ClusterLoadAssignment(c) = r else { panic!("not a CLA") };
+        let Resource::ClusterLoadAssignment(c) = r else {
+            panic!("not a CLA")
+        };
         out.endpoints.insert(c.cluster_name.clone(), c);
     }
     for r in convert(type_url::LISTENER, &[]) {
-        let Resource::Listener(l) = r else { panic!("not a listener") };
+        let Resource::Listener(l) = r else {
+            panic!("not a listener")
+        };
         out.listeners.insert(l.name.clone(), l);
     }
     let mut rds_names: Vec<String> = out
@@ -147,7 +161,9 @@ fn convert_all(proxy: &Proxy, push: &PushContext) -> Converted {
     rds_names.dedup();
     assert!(rds_names.contains(&"9080".to_string()), "{rds_names:?}");
     for r in convert(type_url::ROUTE, &rds_names) {
-        let Resource::RouteConfig(rc) = r else { panic!("not a route config") };
+        let Resource::RouteConfig(rc) = r else {
+            panic!("not a route config")
+        };
         out.routes.insert(rc.name.clone(), rc);
     }
     out
@@ -187,11 +203,22 @@ fn bookinfo_converts_and_keeps_its_meaning() {
             service_name: format!("outbound|9080|v1|{REVIEWS}")
         }
     );
-    assert_eq!(c.clusters["PassthroughCluster"].discovery, Discovery::OriginalDst);
-    assert_eq!(c.clusters["PassthroughCluster"].lb_policy, LbPolicy::ClusterProvided);
-    assert_eq!(c.clusters["BlackHoleCluster"].discovery, Discovery::Static(vec![]));
     assert_eq!(
-        c.clusters["InboundPassthroughCluster"].upstream_bind.map(|a| a.ip()),
+        c.clusters["PassthroughCluster"].discovery,
+        Discovery::OriginalDst
+    );
+    assert_eq!(
+        c.clusters["PassthroughCluster"].lb_policy,
+        LbPolicy::ClusterProvided
+    );
+    assert_eq!(
+        c.clusters["BlackHoleCluster"].discovery,
+        Discovery::Static(vec![])
+    );
+    assert_eq!(
+        c.clusters["InboundPassthroughCluster"]
+            .upstream_bind
+            .map(|a| a.ip()),
         Some("127.0.0.6".parse().unwrap())
     );
 
@@ -199,7 +226,12 @@ fn bookinfo_converts_and_keeps_its_meaning() {
     let v3 = &c.endpoints[&format!("outbound|9080|v3|{REVIEWS}")];
     let addrs: Vec<String> = v3.endpoints.iter().map(|e| e.address.to_string()).collect();
     assert_eq!(addrs, ["10.77.0.13:9080"]);
-    assert_eq!(c.endpoints[&format!("outbound|9080||{REVIEWS}")].endpoints.len(), 3);
+    assert_eq!(
+        c.endpoints[&format!("outbound|9080||{REVIEWS}")]
+            .endpoints
+            .len(),
+        3
+    );
 
     // Listeners.
     let vo = &c.listeners["virtualOutbound"];
@@ -219,7 +251,11 @@ fn bookinfo_converts_and_keeps_its_meaning() {
         .expect("0.0.0.0_9080 has an HTTP chain");
     assert!(matches!(&hcm.route_source, RouteSource::Rds(n) if n == "9080"));
     assert!(matches!(hcm.http_filters.last(), Some(HttpFilter::Router)));
-    assert!(hcm.http_filters.iter().any(|f| matches!(f, HttpFilter::Fault)));
+    assert!(
+        hcm.http_filters
+            .iter()
+            .any(|f| matches!(f, HttpFilter::Fault))
+    );
     assert_eq!(hcm.stream_idle_timeout, None, "Istio sets 0s: disabled");
     assert_eq!(hcm.upgrade_types, ["websocket"]);
     assert!(c.listeners.contains_key("virtualInbound"));
@@ -234,7 +270,10 @@ fn bookinfo_converts_and_keeps_its_meaning() {
         matches!(&end_user.matcher, HeaderMatch::String(m) if matches!(&m.pattern, StringMatch::Exact(v) if v == "jason")),
         "{end_user:?}"
     );
-    assert_eq!(forward(jason).cluster, ClusterSpecifier::Cluster(format!("outbound|9080|v2|{REVIEWS}")));
+    assert_eq!(
+        forward(jason).cluster,
+        ClusterSpecifier::Cluster(format!("outbound|9080|v2|{REVIEWS}"))
+    );
     match &forward(route(reviews, "split")).cluster {
         ClusterSpecifier::Weighted(w) => {
             let got: Vec<(String, u32)> = w.iter().map(|c| (c.name.clone(), c.weight)).collect();
@@ -252,15 +291,25 @@ fn bookinfo_converts_and_keeps_its_meaning() {
     // Istio's default retry policy on a route without retries of its own.
     let details = vhost(rc, "details");
     let default_route = forward(&details.routes[0]);
-    let retry = default_route.retry_policy.as_ref().expect("Istio's default retry policy");
+    let retry = default_route
+        .retry_policy
+        .as_ref()
+        .expect("Istio's default retry policy");
     assert_eq!(retry.num_retries, 2);
-    assert!(retry.retry_on.connect_failure && retry.retry_on.refused_stream && retry.retry_on.retriable_status_codes);
+    assert!(
+        retry.retry_on.connect_failure
+            && retry.retry_on.refused_stream
+            && retry.retry_on.retriable_status_codes
+    );
     assert_eq!(retry.retry_on.grpc, ["unavailable", "cancelled"]);
     assert!(!retry.retry_on.five_xx);
     assert_eq!(retry.retriable_status_codes, [503]);
     assert!(retry.avoid_previous_hosts);
     assert_eq!(retry.host_selection_retry_max_attempts, 5);
-    assert_eq!(default_route.timeout, None, "Istio's 0s timeout disables it");
+    assert_eq!(
+        default_route.timeout, None,
+        "Istio's 0s timeout disables it"
+    );
     assert_eq!(default_route.max_grpc_timeout, Some(Duration::ZERO));
 
     // The ratings VirtualService: 2s timeout, 3 attempts on 5xx,connect-failure.
@@ -279,20 +328,47 @@ fn every_route_feature_converts() {
     let vh = vhost(&c.routes["9080"], "ratings");
 
     let abort = route(vh, "abort").fault.as_ref().expect("abort fault");
-    assert!(matches!(abort.abort, Some((FaultAbort::Http(418), PartsPerMillion(1_000_000)))), "{abort:?}");
+    assert!(
+        matches!(
+            abort.abort,
+            Some((FaultAbort::Http(418), PartsPerMillion(1_000_000)))
+        ),
+        "{abort:?}"
+    );
     assert!(abort.delay.is_none());
     let delay = route(vh, "delay").fault.as_ref().expect("delay fault");
-    assert_eq!(delay.delay, Some((Duration::from_secs(1), PartsPerMillion(125_000))));
+    assert_eq!(
+        delay.delay,
+        Some((Duration::from_secs(1), PartsPerMillion(125_000)))
+    );
     assert!(route(vh, "timeout").fault.is_none());
 
-    assert_eq!(forward(route(vh, "timeout")).timeout, Some(Duration::from_millis(500)));
+    assert_eq!(
+        forward(route(vh, "timeout")).timeout,
+        Some(Duration::from_millis(500))
+    );
     let retry = forward(route(vh, "retry")).retry_policy.as_ref().unwrap();
-    assert_eq!((retry.num_retries, retry.per_try_timeout), (3, Some(Duration::from_secs(2))));
+    assert_eq!(
+        (retry.num_retries, retry.per_try_timeout),
+        (3, Some(Duration::from_secs(2)))
+    );
     assert!(retry.retry_on.five_xx);
-    assert_eq!(forward(route(vh, "noretry")).retry_policy.as_ref().map_or(0, |r| r.num_retries), 0);
+    assert_eq!(
+        forward(route(vh, "noretry"))
+            .retry_policy
+            .as_ref()
+            .map_or(0, |r| r.num_retries),
+        0
+    );
 
-    assert_eq!(forward(route(vh, "rewrite")).prefix_rewrite.as_deref(), Some("/new/"));
-    let (re, sub) = forward(route(vh, "regex-rewrite")).regex_rewrite.as_ref().unwrap();
+    assert_eq!(
+        forward(route(vh, "rewrite")).prefix_rewrite.as_deref(),
+        Some("/new/")
+    );
+    let (re, sub) = forward(route(vh, "regex-rewrite"))
+        .regex_rewrite
+        .as_ref()
+        .unwrap();
     assert_eq!(re.replace_all("/r/abc", sub.as_str()), "/abc");
     match &route(vh, "regex-rewrite").route_match.path {
         strait_proxy::config::route::PathMatch::Regex(r) => {
@@ -318,7 +394,9 @@ fn every_route_feature_converts() {
     assert_eq!(cors.allow_methods, "GET,POST");
     assert_eq!(cors.max_age, "86400");
     assert_eq!(cors.allow_credentials, Some(true));
-    assert!(matches!(&cors.allow_origins[0].pattern, StringMatch::Exact(o) if o == "https://example.com"));
+    assert!(
+        matches!(&cors.allow_origins[0].pattern, StringMatch::Exact(o) if o == "https://example.com")
+    );
     assert!(route(vh, "abort").cors.is_none());
 
     match &route(vh, "redirect").action {
@@ -331,7 +409,12 @@ fn every_route_feature_converts() {
     }
 
     let headers = route(vh, "headers");
-    let tenant = headers.route_match.headers.iter().find(|h| h.name == "x-tenant").unwrap();
+    let tenant = headers
+        .route_match
+        .headers
+        .iter()
+        .find(|h| h.name == "x-tenant")
+        .unwrap();
     match &tenant.matcher {
         HeaderMatch::String(m) => match &m.pattern {
             StringMatch::Regex(r) => assert!(r.is_match("t-42") && !r.is_match("xt-42")),
@@ -340,7 +423,12 @@ fn every_route_feature_converts() {
         other => panic!("{other:?}"),
     }
     assert_eq!(headers.route_match.query_parameters[0].name, "debug");
-    let set: Vec<&str> = headers.headers.add.iter().map(|h| h.name.as_str()).collect();
+    let set: Vec<&str> = headers
+        .headers
+        .add
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
     assert!(set.contains(&"x-routed"), "{set:?}");
     assert_eq!(headers.response_headers.remove[0].as_str(), "x-internal");
 }

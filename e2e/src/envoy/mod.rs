@@ -57,7 +57,17 @@ impl Envoy {
         bootstrap: &Bootstrap,
         extra_args: &[&str],
     ) -> Result<Self> {
-        let binary = bins::envoy()?;
+        Self::start_binary(netns, bootstrap, &bins::envoy()?, extra_args).await
+    }
+
+    /// Starts another Envoy-compatible proxy (strait-proxy) with Envoy's flags.
+    pub async fn start_binary(
+        netns: &Netns,
+        bootstrap: &Bootstrap,
+        binary: &std::path::Path,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        let binary = binary.to_path_buf();
         let dir = WorkDir::new("envoy")?;
         let bootstrap_path = dir.write("bootstrap.yaml", &bootstrap.to_yaml()?)?;
         let mut args: Vec<String> = [

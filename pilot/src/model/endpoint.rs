@@ -107,6 +107,9 @@ pub type ServiceShards = BTreeMap<ShardKey, Arc<Vec<Endpoint>>>;
 #[derive(Debug, Default)]
 pub struct EndpointIndex {
     shards: RwLock<HashMap<Hostname, BTreeMap<String, ServiceShards>>>,
+    /// Bumped on every change, per host, so cached EDS output can tell it is stale.
+    generations: RwLock<HashMap<Hostname, u64>>,
+    next_generation: std::sync::atomic::AtomicU64,
 }
 
 impl EndpointIndex {
@@ -116,6 +119,29 @@ impl EndpointIndex {
 
     /// Replaces the endpoints of (host, namespace, shard). Returns whether anything changed.
     pub fn update(
+        &self,
+        host: &Hostname,
+        namespace: &str,
+        shard: ShardKey,
+        endpoints: Vec<Endpoint>,
+    ) -> bool {
+        let changed = self.replace(host, namespace, shard, endpoints);
+        if changed {
+            let generation = self
+                .next_generation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            self.generations.write().insert(host.clone(), generation);
+        }
+        changed
+    }
+
+    /// Which change of a host's endpoints is current; 0 before any.
+    pub fn generation(&self, host: &str) -> u64 {
+        self.generations.read().get(host).copied().unwrap_or(0)
+    }
+
+    fn replace(
         &self,
         host: &Hostname,
         namespace: &str,

@@ -72,6 +72,8 @@ pub struct PushContext {
     namespace_views: Mutex<HashMap<String, Arc<NamespaceView>>>,
     pub configs: ConfigSnapshot,
     pub init_duration: std::time::Duration,
+    /// Generated resources shared by proxies that see the same thing.
+    pub xds_cache: crate::xds::cache::XdsCache,
 }
 
 /// The part of a proxy's view that depends only on its namespace.
@@ -172,6 +174,7 @@ impl PushContext {
             wildcard_destination_rules,
             namespace_views: Mutex::new(HashMap::new()),
             configs: input.configs,
+            xds_cache: Default::default(),
             init_duration: Default::default(),
         };
         push.record_virtual_service_conflicts();

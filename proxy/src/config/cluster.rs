@@ -93,7 +93,11 @@ impl Default for HttpProtocolOptions {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutlierDetection {
+    /// Consecutive 5xx before ejection; 0 means the detector is off (also when Envoy's
+    /// `enforcing_consecutive_5xx` is 0 %).
     pub consecutive_5xx: u32,
+    /// Likewise for gateway errors (502/503/504); off unless
+    /// `enforcing_consecutive_gateway_failure` is set, as in Envoy.
     pub consecutive_gateway_failure: u32,
     pub interval: Duration,
     pub base_ejection_time: Duration,

@@ -42,20 +42,20 @@ pub fn retry_policy(p: &PbRetry, ctx: &Ctx) -> Result<RetryPolicy> {
     let (base_interval, max_interval) = back_off(p, ctx)?;
     let mut avoid_previous_hosts = false;
     for (i, pred) in p.retry_host_predicate.iter().enumerate() {
-        let config = match &pred.config_type {
-            Some(retry_policy::retry_host_predicate::ConfigType::TypedConfig(a)) => Some(a),
-            None => None,
-        };
+        let config = pred
+            .config_type
+            .as_ref()
+            .map(|retry_policy::retry_host_predicate::ConfigType::TypedConfig(a)| a);
         let ctx = ctx.field("retry_host_predicate").index(i);
         if is_plugin::<PreviousHostsPredicate>(&pred.name, PREVIOUS_HOSTS, config, &ctx)? {
             avoid_previous_hosts = true;
         }
     }
     if let Some(prio) = &p.retry_priority {
-        let config = match &prio.config_type {
-            Some(retry_policy::retry_priority::ConfigType::TypedConfig(a)) => Some(a),
-            None => None,
-        };
+        let config = prio
+            .config_type
+            .as_ref()
+            .map(|retry_policy::retry_priority::ConfigType::TypedConfig(a)| a);
         // previous_priorities only matters with several priorities, which strait-proxy's
         // load balancer does not spread retries over; accepted and ignored.
         is_plugin::<PreviousPrioritiesConfig>(
@@ -151,10 +151,10 @@ pub fn retry_on(s: &str) -> RetryOn {
             "retriable-4xx" => out.retriable_4xx = true,
             "retriable-status-codes" => out.retriable_status_codes = true,
             "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted"
-            | "unavailable" => {
-                if !out.grpc.iter().any(|g| g == cond) {
-                    out.grpc.push(cond.to_string());
-                }
+            | "unavailable"
+                if !out.grpc.iter().any(|g| g == cond) =>
+            {
+                out.grpc.push(cond.to_string());
             }
             // envoy-ratelimited needs the rate limit filter; the others are not implemented.
             _ => {}

@@ -21,7 +21,9 @@ pub fn full(bytes: Bytes) -> ProxyBody {
     if bytes.is_empty() {
         return empty();
     }
-    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 pub fn boxed<B>(body: B) -> ProxyBody

@@ -25,13 +25,39 @@ use super::random::RandomSource;
 #[error("no healthy upstream")]
 pub struct NoHealthyUpstream;
 
-/// Counters named as Envoy's `cluster.<name>.*` stats.
+/// Counters named as Envoy's `cluster.<name>.*` stats. The data plane bumps them; the
+/// admin reads them through `stats::ClusterStatsSource`, which derives the active
+/// connection and request gauges from the hosts' counters. A changed cluster keeps its
+/// stats, as Envoy's stay in the store under the cluster's name.
 #[derive(Debug, Default)]
 pub struct ClusterStats {
     pub upstream_cx_none_healthy: AtomicU64,
     pub lb_healthy_panic: AtomicU64,
     pub membership_change: AtomicU64,
     pub update_empty: AtomicU64,
+    pub upstream_cx_total: AtomicU64,
+    pub upstream_cx_connect_fail: AtomicU64,
+    pub upstream_cx_connect_timeout: AtomicU64,
+    pub upstream_cx_destroy: AtomicU64,
+    pub upstream_cx_rx_bytes_total: AtomicU64,
+    pub upstream_cx_tx_bytes_total: AtomicU64,
+    pub upstream_rq_total: AtomicU64,
+    pub upstream_rq_pending_total: AtomicU64,
+    /// Gauge: requests waiting for a connection now.
+    pub upstream_rq_pending_active: AtomicU64,
+    pub upstream_rq_timeout: AtomicU64,
+    pub upstream_rq_per_try_timeout: AtomicU64,
+    pub upstream_rq_retry: AtomicU64,
+    pub upstream_rq_retry_success: AtomicU64,
+    pub upstream_rq_retry_limit_exceeded: AtomicU64,
+    pub upstream_rq_rx_reset: AtomicU64,
+    pub upstream_rq_tx_reset: AtomicU64,
+    pub upstream_rq_cancelled: AtomicU64,
+    /// `upstream_rq_completed`, `upstream_rq_<class>xx`, `upstream_rq_<code>`.
+    pub upstream_rq: crate::stats::ResponseCodeStats,
+    pub upstream_rq_time: crate::stats::Histogram,
+    pub upstream_cx_connect_ms: crate::stats::Histogram,
+    pub upstream_cx_length_ms: crate::stats::Histogram,
 }
 
 #[derive(Debug)]
@@ -47,7 +73,7 @@ pub struct ClusterState {
     original_dst: Option<Arc<OriginalDstLb>>,
     breakers: Arc<CircuitBreakers>,
     outlier: Option<OutlierDetector>,
-    stats: ClusterStats,
+    stats: Arc<ClusterStats>,
     rng: Arc<dyn RandomSource>,
     writer: Mutex<()>,
 }
@@ -59,7 +85,8 @@ impl ClusterState {
 
     /// A state for a changed config that keeps the host counters (and ORIGINAL_DST hosts)
     /// of `previous`, so requests in flight and least-request balancing are not reset.
-    /// Breakers and outlier statistics start afresh, as in Envoy.
+    /// Breakers and outlier statistics start afresh, as in Envoy; the `cluster.<name>.*`
+    /// counters carry over, as Envoy's stay in its stats store.
     pub fn replacing(
         config: Arc<Cluster>,
         endpoints: &[LbEndpoint],
@@ -87,7 +114,7 @@ impl ClusterState {
             config,
             snapshot,
             original_dst,
-            stats: ClusterStats::default(),
+            stats: previous.map(|p| p.stats.clone()).unwrap_or_default(),
             rng,
             writer: Mutex::new(()),
         }

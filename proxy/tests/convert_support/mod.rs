@@ -36,7 +36,12 @@ pub fn mesh(with_virtual_services: bool, extra: &[(&str, &str)]) -> (Proxy, Arc<
     env.apply_scan(scan);
     let push = Arc::new(env.build_push_context());
     let meta = serde_json::json!({"NAMESPACE": "default", "LABELS": {"app": "productpage", "version": "v1"}});
-    let mut proxy = Proxy::from_node(PRODUCTPAGE, meta.as_object().cloned().unwrap(), Locality::default()).unwrap();
+    let mut proxy = Proxy::from_node(
+        PRODUCTPAGE,
+        meta.as_object().cloned().unwrap(),
+        Locality::default(),
+    )
+    .unwrap();
     proxy.service_targets = push.service_targets(&proxy);
     (proxy, push)
 }

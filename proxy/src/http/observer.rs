@@ -1,0 +1,322 @@
+//! What a finished request looks like to access logs and stats: one [`RequestInfo`] per
+//! downstream request, handed to the [`RequestObserver`] set on the
+//! [`HttpService`](super::HttpService) when the response has been sent (or the stream
+//! ended early).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, Method, Version};
+
+use crate::config::listener::HttpConnectionManager;
+
+/// Called once per downstream request, on the worker that served it; keep it cheap.
+pub trait RequestObserver: Send + Sync + 'static {
+    fn on_request_done(&self, info: &RequestInfo);
+}
+
+/// Envoy's response flags (`%RESPONSE_FLAGS%`), in Envoy's printing order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ResponseFlag {
+    /// `UH`: no healthy upstream host.
+    NoHealthyUpstream,
+    /// `UT`: upstream request timeout.
+    UpstreamRequestTimeout,
+    /// `LR`: connection local reset.
+    LocalReset,
+    /// `UR`: upstream remote reset.
+    UpstreamRemoteReset,
+    /// `UF`: upstream connection failure.
+    UpstreamConnectionFailure,
+    /// `UC`: upstream connection termination.
+    UpstreamConnectionTermination,
+    /// `UO`: upstream overflow (circuit breaking).
+    UpstreamOverflow,
+    /// `NR`: no route.
+    NoRouteFound,
+    /// `DI`: the request was delayed by fault injection.
+    DelayInjected,
+    /// `FI`: the request was aborted by fault injection.
+    FaultInjected,
+    /// `DC`: downstream connection termination.
+    DownstreamConnectionTermination,
+    /// `URX`: upstream retry limit (or max connect attempts) reached.
+    UpstreamRetryLimitExceeded,
+    /// `SI`: stream idle timeout.
+    StreamIdleTimeout,
+    /// `DPE`: downstream protocol error.
+    DownstreamProtocolError,
+    /// `UPE`: upstream protocol error.
+    UpstreamProtocolError,
+    /// `NC`: no cluster found.
+    NoClusterFound,
+}
+
+impl ResponseFlag {
+    const ALL: [ResponseFlag; 16] = [
+        ResponseFlag::NoHealthyUpstream,
+        ResponseFlag::UpstreamRequestTimeout,
+        ResponseFlag::LocalReset,
+        ResponseFlag::UpstreamRemoteReset,
+        ResponseFlag::UpstreamConnectionFailure,
+        ResponseFlag::UpstreamConnectionTermination,
+        ResponseFlag::UpstreamOverflow,
+        ResponseFlag::NoRouteFound,
+        ResponseFlag::DelayInjected,
+        ResponseFlag::FaultInjected,
+        ResponseFlag::DownstreamConnectionTermination,
+        ResponseFlag::UpstreamRetryLimitExceeded,
+        ResponseFlag::StreamIdleTimeout,
+        ResponseFlag::DownstreamProtocolError,
+        ResponseFlag::UpstreamProtocolError,
+        ResponseFlag::NoClusterFound,
+    ];
+
+    /// Envoy's short code.
+    pub fn code(self) -> &'static str {
+        match self {
+            ResponseFlag::NoHealthyUpstream => "UH",
+            ResponseFlag::UpstreamRequestTimeout => "UT",
+            ResponseFlag::LocalReset => "LR",
+            ResponseFlag::UpstreamRemoteReset => "UR",
+            ResponseFlag::UpstreamConnectionFailure => "UF",
+            ResponseFlag::UpstreamConnectionTermination => "UC",
+            ResponseFlag::UpstreamOverflow => "UO",
+            ResponseFlag::NoRouteFound => "NR",
+            ResponseFlag::DelayInjected => "DI",
+            ResponseFlag::FaultInjected => "FI",
+            ResponseFlag::DownstreamConnectionTermination => "DC",
+            ResponseFlag::UpstreamRetryLimitExceeded => "URX",
+            ResponseFlag::StreamIdleTimeout => "SI",
+            ResponseFlag::DownstreamProtocolError => "DPE",
+            ResponseFlag::UpstreamProtocolError => "UPE",
+            ResponseFlag::NoClusterFound => "NC",
+        }
+    }
+
+    /// The flag of one of Envoy's short codes.
+    pub fn from_code(code: &str) -> Option<ResponseFlag> {
+        ResponseFlag::ALL.into_iter().find(|f| f.code() == code)
+    }
+}
+
+/// A set of response flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResponseFlags(u32);
+
+impl ResponseFlags {
+    pub fn insert(&mut self, flag: ResponseFlag) {
+        self.0 |= 1 << flag as u8;
+    }
+
+    pub fn contains(&self, flag: ResponseFlag) -> bool {
+        self.0 & (1 << flag as u8) != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = ResponseFlag> + '_ {
+        ResponseFlag::ALL.into_iter().filter(|f| self.contains(*f))
+    }
+}
+
+/// `%RESPONSE_FLAGS%`: comma-separated codes, `-` when there are none.
+impl fmt::Display for ResponseFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("-");
+        }
+        let mut first = true;
+        for flag in self.iter() {
+            if !first {
+                f.write_str(",")?;
+            }
+            f.write_str(flag.code())?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+/// One finished downstream request.
+#[derive(Clone, Debug)]
+pub struct RequestInfo {
+    /// When the request's headers arrived (`%START_TIME%`).
+    pub start_time: SystemTime,
+    /// Until the last response byte went downstream, or the stream ended (`%DURATION%`).
+    pub duration: Duration,
+    /// Until the request body was fully received (`%REQUEST_DURATION%`).
+    pub request_duration: Option<Duration>,
+    /// Until the first response byte (headers) went downstream (`%RESPONSE_DURATION%`).
+    pub response_duration: Option<Duration>,
+    pub method: Method,
+    /// `:path` as received, before any rewrite (`%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`).
+    pub path: String,
+    pub authority: Option<String>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The downstream protocol.
+    pub protocol: Version,
+    /// `None` when no response was sent (the stream was reset first).
+    pub status: Option<u16>,
+    pub response_flags: ResponseFlags,
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` (`via_upstream`, `route_not_found`, ...).
+    pub response_code_details: String,
+    /// Request body bytes (`%BYTES_RECEIVED%`).
+    pub bytes_received: u64,
+    /// Response body bytes (`%BYTES_SENT%`).
+    pub bytes_sent: u64,
+    pub upstream_host: Option<SocketAddr>,
+    pub upstream_cluster: Option<String>,
+    /// `%UPSTREAM_TRANSPORT_FAILURE_REASON%`.
+    pub upstream_transport_failure_reason: Option<String>,
+    pub route_name: Option<String>,
+    pub virtual_host: Option<String>,
+    /// Attempts made upstream (`%UPSTREAM_REQUEST_ATTEMPT_COUNT%`).
+    pub attempt_count: u32,
+    pub request_id: Option<String>,
+    pub downstream_remote_address: SocketAddr,
+    /// The address the client connected to (after any original-destination handoff).
+    pub downstream_local_address: SocketAddr,
+    pub user_agent: Option<String>,
+    pub x_forwarded_for: Option<String>,
+    /// `grpc-status` of the response (trailers, or headers for trailers-only responses).
+    pub grpc_status: Option<u32>,
+    /// The HCM's `stat_prefix`.
+    pub stat_prefix: String,
+    /// The HCM that served the request (its access logs, stat prefix, ...).
+    pub connection_manager: Option<Arc<HttpConnectionManager>>,
+    /// The request headers as routed (after the HCM's own changes, before the router's).
+    pub request_headers: HeaderMap,
+    /// The response headers as sent downstream.
+    pub response_headers: HeaderMap,
+    pub response_trailers: HeaderMap,
+}
+
+fn first<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+impl RequestInfo {
+    /// `%REQ(name)%`.
+    pub fn request_header(&self, name: &str) -> Option<&str> {
+        match name {
+            ":authority" | "host" => self.authority.as_deref(),
+            ":path" => Some(&self.path),
+            ":method" => Some(self.method.as_str()),
+            ":scheme" => Some(self.scheme),
+            _ => first(&self.request_headers, name),
+        }
+    }
+
+    /// `%RESP(name)%`.
+    pub fn response_header(&self, name: &str) -> Option<&str> {
+        first(&self.response_headers, name)
+    }
+
+    /// `%TRAILER(name)%`.
+    pub fn response_trailer(&self, name: &str) -> Option<&str> {
+        first(&self.response_trailers, name)
+    }
+
+    /// `%PROTOCOL%`.
+    pub fn protocol_str(&self) -> &'static str {
+        match self.protocol {
+            Version::HTTP_09 => "HTTP/0.9",
+            Version::HTTP_10 => "HTTP/1.0",
+            Version::HTTP_2 => "HTTP/2",
+            Version::HTTP_3 => "HTTP/3",
+            _ => "HTTP/1.1",
+        }
+    }
+
+    /// A blank record for a request that just arrived.
+    pub fn new(
+        method: Method,
+        path: String,
+        protocol: Version,
+        downstream_remote_address: SocketAddr,
+        downstream_local_address: SocketAddr,
+    ) -> RequestInfo {
+        RequestInfo {
+            start_time: SystemTime::now(),
+            duration: Duration::ZERO,
+            request_duration: None,
+            response_duration: None,
+            method,
+            path,
+            authority: None,
+            scheme: "http",
+            protocol,
+            status: None,
+            response_flags: ResponseFlags::default(),
+            response_code_details: String::new(),
+            bytes_received: 0,
+            bytes_sent: 0,
+            upstream_host: None,
+            upstream_cluster: None,
+            upstream_transport_failure_reason: None,
+            route_name: None,
+            virtual_host: None,
+            attempt_count: 0,
+            request_id: None,
+            downstream_remote_address,
+            downstream_local_address,
+            user_agent: None,
+            x_forwarded_for: None,
+            grpc_status: None,
+            stat_prefix: String::new(),
+            connection_manager: None,
+            request_headers: HeaderMap::new(),
+            response_headers: HeaderMap::new(),
+            response_trailers: HeaderMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_print_in_envoy_order() {
+        let mut flags = ResponseFlags::default();
+        assert_eq!(flags.to_string(), "-");
+        flags.insert(ResponseFlag::UpstreamRetryLimitExceeded);
+        flags.insert(ResponseFlag::UpstreamConnectionFailure);
+        assert_eq!(flags.to_string(), "UF,URX");
+        assert!(flags.contains(ResponseFlag::UpstreamConnectionFailure));
+        assert!(!flags.contains(ResponseFlag::NoRouteFound));
+        assert_eq!(
+            ResponseFlag::from_code("NC"),
+            Some(ResponseFlag::NoClusterFound)
+        );
+        assert_eq!(ResponseFlag::from_code("XX"), None);
+    }
+
+    #[test]
+    fn header_accessors_read_pseudo_headers_too() {
+        let mut info = RequestInfo::new(
+            Method::GET,
+            "/a?b".into(),
+            Version::HTTP_2,
+            "10.0.0.1:5000".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        );
+        info.authority = Some("reviews:9080".into());
+        info.request_headers
+            .insert("user-agent", "curl".parse().unwrap());
+        info.response_headers
+            .insert("content-type", "text/plain".parse().unwrap());
+        assert_eq!(info.request_header(":authority"), Some("reviews:9080"));
+        assert_eq!(info.request_header(":path"), Some("/a?b"));
+        assert_eq!(info.request_header("user-agent"), Some("curl"));
+        assert_eq!(info.response_header("content-type"), Some("text/plain"));
+        assert_eq!(info.protocol_str(), "HTTP/2");
+    }
+}

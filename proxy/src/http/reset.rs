@@ -1,0 +1,208 @@
+//! Why an upstream attempt failed without a response, in Envoy's terms: the reset reason
+//! (its text goes into the local reply body), the response flag, the status of the
+//! local reply, and what the retry policy makes of it.
+
+use std::error::Error as _;
+
+use crate::router::ResetKind;
+
+use super::connect::ConnectError;
+use super::observer::ResponseFlag;
+
+/// Envoy's `StreamResetReason`s that strait-proxy produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetReason {
+    RemoteConnectionFailure,
+    ConnectionTimeout,
+    ConnectionTermination,
+    LocalReset,
+    RemoteReset,
+    RemoteRefusedStreamReset,
+    Overflow,
+    ProtocolError,
+}
+
+impl ResetReason {
+    /// Envoy's `resetReasonToString`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetReason::RemoteConnectionFailure => "remote connection failure",
+            ResetReason::ConnectionTimeout => "connection timeout",
+            ResetReason::ConnectionTermination => "connection termination",
+            ResetReason::LocalReset => "local reset",
+            ResetReason::RemoteReset => "remote reset",
+            ResetReason::RemoteRefusedStreamReset => "remote refused stream reset",
+            ResetReason::Overflow => "overflow",
+            ResetReason::ProtocolError => "protocol error",
+        }
+    }
+
+    pub fn response_flag(self) -> ResponseFlag {
+        match self {
+            ResetReason::RemoteConnectionFailure | ResetReason::ConnectionTimeout => {
+                ResponseFlag::UpstreamConnectionFailure
+            }
+            ResetReason::ConnectionTermination => ResponseFlag::UpstreamConnectionTermination,
+            ResetReason::LocalReset => ResponseFlag::LocalReset,
+            ResetReason::RemoteReset | ResetReason::RemoteRefusedStreamReset => {
+                ResponseFlag::UpstreamRemoteReset
+            }
+            ResetReason::Overflow => ResponseFlag::UpstreamOverflow,
+            ResetReason::ProtocolError => ResponseFlag::UpstreamProtocolError,
+        }
+    }
+
+    /// A protocol error is a bad gateway; every other reset is unavailable.
+    pub fn status(self) -> u16 {
+        if self == ResetReason::ProtocolError {
+            502
+        } else {
+            503
+        }
+    }
+}
+
+/// One failed attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptError {
+    pub reason: ResetReason,
+    pub kind: ResetKind,
+    pub transport_failure: Option<String>,
+}
+
+impl AttemptError {
+    pub fn overflow() -> AttemptError {
+        AttemptError {
+            reason: ResetReason::Overflow,
+            kind: ResetKind::Overflow,
+            transport_failure: None,
+        }
+    }
+
+    pub fn connect(e: &ConnectError) -> AttemptError {
+        AttemptError {
+            reason: match e {
+                ConnectError::Timeout => ResetReason::ConnectionTimeout,
+                ConnectError::Failed(_) => ResetReason::RemoteConnectionFailure,
+            },
+            kind: ResetKind::ConnectFailure,
+            transport_failure: e.transport_failure_reason(),
+        }
+    }
+
+    /// The pooled connection closed before the request could go out.
+    pub fn send_closed() -> AttemptError {
+        AttemptError {
+            reason: ResetReason::ConnectionTermination,
+            kind: ResetKind::Reset {
+                request_sent: false,
+            },
+            transport_failure: None,
+        }
+    }
+
+    /// A failed HTTP handshake on a fresh connection: nothing was sent.
+    pub fn handshake(e: &hyper::Error) -> AttemptError {
+        let mut err = AttemptError::send(e, false);
+        if err.reason == ResetReason::ConnectionTermination {
+            err.reason = ResetReason::RemoteConnectionFailure;
+            err.kind = ResetKind::ConnectFailure;
+        }
+        err
+    }
+
+    /// An error from sending the request or awaiting its response headers.
+    pub fn send(e: &hyper::Error, request_sent: bool) -> AttemptError {
+        let reset = |reason| AttemptError {
+            reason,
+            kind: ResetKind::Reset { request_sent },
+            transport_failure: None,
+        };
+        if let Some(h2) = find_h2(e) {
+            if let Some(reason) = h2.reason()
+                && h2.is_remote()
+            {
+                return if reason == h2::Reason::REFUSED_STREAM {
+                    AttemptError {
+                        reason: ResetReason::RemoteRefusedStreamReset,
+                        kind: ResetKind::RefusedStream,
+                        transport_failure: None,
+                    }
+                } else if h2.is_reset() {
+                    reset(ResetReason::RemoteReset)
+                } else {
+                    // GOAWAY with an error.
+                    reset(ResetReason::ConnectionTermination)
+                };
+            }
+            if h2.is_io() || h2.is_go_away() {
+                return reset(ResetReason::ConnectionTermination);
+            }
+            return reset(ResetReason::ProtocolError);
+        }
+        if e.is_parse() || e.is_parse_status() {
+            return reset(ResetReason::ProtocolError);
+        }
+        if e.is_user() {
+            // Our own request body failed (downstream went away, replay unavailable).
+            return reset(ResetReason::LocalReset);
+        }
+        reset(ResetReason::ConnectionTermination)
+    }
+}
+
+fn find_h2(e: &hyper::Error) -> Option<&h2::Error> {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return Some(h2);
+        }
+        source = s.source();
+    }
+    None
+}
+
+/// Envoy's body for a request that failed upstream without a response.
+pub fn reset_body(err: &AttemptError, retried: bool) -> String {
+    let mut body = String::from("upstream connect error or disconnect/reset before headers. ");
+    if retried {
+        body.push_str("retried and the latest ");
+    }
+    body.push_str("reset reason: ");
+    body.push_str(err.reason.as_str());
+    if let Some(t) = &err.transport_failure {
+        body.push_str(", transport failure reason: ");
+        body.push_str(t);
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_match_envoys_wording() {
+        let refused =
+            AttemptError::connect(&ConnectError::Failed("delayed connect error: 111".into()));
+        assert_eq!(
+            reset_body(&refused, false),
+            "upstream connect error or disconnect/reset before headers. reset reason: \
+             remote connection failure, transport failure reason: delayed connect error: 111"
+        );
+        assert_eq!(
+            reset_body(&refused, true),
+            "upstream connect error or disconnect/reset before headers. retried and the latest \
+             reset reason: remote connection failure, transport failure reason: delayed connect \
+             error: 111"
+        );
+        assert_eq!(
+            reset_body(&AttemptError::overflow(), false),
+            crate::upstream::breaker::OVERFLOW_BODY
+        );
+        assert_eq!(refused.reason.response_flag().code(), "UF");
+        assert_eq!(refused.kind, ResetKind::ConnectFailure);
+        assert_eq!(ResetReason::ProtocolError.status(), 502);
+        assert_eq!(ResetReason::ConnectionTermination.status(), 503);
+    }
+}

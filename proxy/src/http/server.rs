@@ -1,0 +1,331 @@
+//! The HTTP connection manager's connections: choose the codec (HTTP/1.1, or HTTP/2 by
+//! prior knowledge), configure hyper with the HCM's limits and timers, and close the
+//! connection when it has been idle (no active stream) for the HCM's `idle_timeout`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use parking_lot::Mutex;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::config::listener::{CodecType, HttpConnectionManager};
+use crate::listener::connection::{BoxFuture, HttpHandler};
+use crate::router::RouterOptions;
+use crate::router::downstream::DownstreamConfig;
+use crate::upstream::ClusterManager;
+
+use super::observer::RequestObserver;
+use super::routes::RouteTable;
+use super::stream::{self, ConnCtx, Shared};
+
+/// The HTTP connection manager: serves connections whose filter chain ends in an HCM.
+#[derive(Clone)]
+pub struct HttpService {
+    shared: Arc<Shared>,
+}
+
+impl HttpService {
+    pub fn new(routes: RouteTable, clusters: Arc<ClusterManager>) -> HttpService {
+        HttpService {
+            shared: Arc::new(Shared {
+                routes,
+                clusters,
+                observer: None,
+                active_faults: Arc::new(AtomicU32::new(0)),
+            }),
+        }
+    }
+
+    /// Reports every finished request to `observer` (access logs, stats).
+    pub fn with_observer(self, observer: Arc<dyn RequestObserver>) -> HttpService {
+        HttpService {
+            shared: Arc::new(Shared {
+                routes: self.shared.routes.clone(),
+                clusters: self.shared.clusters.clone(),
+                observer: Some(observer),
+                active_faults: self.shared.active_faults.clone(),
+            }),
+        }
+    }
+
+    pub fn routes(&self) -> &RouteTable {
+        &self.shared.routes
+    }
+
+    /// Serves one downstream connection until it closes.
+    pub async fn serve_connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        destination: SocketAddr,
+        hcm: Arc<HttpConnectionManager>,
+    ) {
+        serve(self.shared.clone(), stream, peer, destination, hcm).await;
+    }
+}
+
+impl HttpHandler for HttpService {
+    fn serve(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        destination: SocketAddr,
+        hcm: Arc<HttpConnectionManager>,
+    ) -> BoxFuture {
+        Box::pin(serve(self.shared.clone(), stream, peer, destination, hcm))
+    }
+}
+
+/// Streams in flight on a connection, and since when there have been none.
+#[derive(Debug)]
+pub struct ActiveStreams {
+    active: AtomicUsize,
+    idle_since: Mutex<Instant>,
+    notify: Notify,
+}
+
+/// One stream in flight until dropped.
+pub struct StreamTicket(Arc<ActiveStreams>);
+
+impl Drop for StreamTicket {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.0.idle_since.lock() = Instant::now();
+            self.0.notify.notify_waiters();
+        }
+    }
+}
+
+impl ActiveStreams {
+    fn new() -> Arc<ActiveStreams> {
+        Arc::new(ActiveStreams {
+            active: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+            notify: Notify::new(),
+        })
+    }
+
+    pub fn start(self: &Arc<Self>) -> StreamTicket {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        StreamTicket(self.clone())
+    }
+
+    /// Resolves once no stream has been active for `idle` (never when `None`).
+    async fn idle_for(&self, idle: Option<Duration>) {
+        let Some(idle) = idle else {
+            return std::future::pending().await;
+        };
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.active.load(Ordering::Acquire) == 0 {
+                let since = *self.idle_since.lock();
+                tokio::select! {
+                    _ = tokio::time::sleep_until(since + idle) => {
+                        if self.active.load(Ordering::Acquire) == 0 && *self.idle_since.lock() == since {
+                            return;
+                        }
+                    }
+                    _ = notified => {}
+                }
+            } else {
+                notified.await;
+            }
+        }
+    }
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Codec {
+    Http1,
+    Http2,
+}
+
+/// Tells HTTP/2 prior knowledge from HTTP/1 by the connection preface, without
+/// consuming it. `None` when the client closed or sent nothing in time.
+async fn sniff(stream: &TcpStream, timeout: Option<Duration>) -> Option<Codec> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let mut buf = [0u8; 24];
+    loop {
+        let peek = stream.peek(&mut buf);
+        let n = match deadline {
+            Some(d) => tokio::time::timeout_at(d, peek).await.ok()?.ok()?,
+            None => peek.await.ok()?,
+        };
+        if n == 0 {
+            return None;
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Some(Codec::Http1);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(Codec::Http2);
+        }
+        // A prefix of the preface: wait for more bytes.
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// hyper's HTTP/1 read buffer must hold the largest allowed request head.
+fn h1_buffer(max_header_bytes: usize) -> usize {
+    const HYPER_DEFAULT: usize = 8192 + 4096 * 100;
+    HYPER_DEFAULT.max(max_header_bytes + 8192)
+}
+
+macro_rules! drive {
+    ($conn:expr, $streams:expr, $idle:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        debug!(error = %e, "downstream connection ended with an error");
+                    }
+                    break;
+                }
+                _ = $streams.idle_for($idle), if !draining => {
+                    debug!("downstream connection idle; closing");
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }};
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    destination: SocketAddr,
+    hcm: Arc<HttpConnectionManager>,
+) {
+    let _ = stream.set_nodelay(true);
+    // Envoy has no default header timeout; the stream idle timeout, else the connection
+    // idle timeout, bounds a client that never finishes its headers. (hyper also applies
+    // it between keep-alive requests, where the connection idle timeout would.)
+    let header_timeout = hcm
+        .request_headers_timeout
+        .or(hcm.stream_idle_timeout)
+        .or(hcm.idle_timeout);
+    let codec = match hcm.codec_type {
+        CodecType::Http1 => Codec::Http1,
+        CodecType::Http2 => Codec::Http2,
+        CodecType::Auto => match sniff(&stream, header_timeout).await {
+            Some(c) => c,
+            None => return,
+        },
+    };
+    let streams = ActiveStreams::new();
+    let ctx = Arc::new(ConnCtx {
+        shared,
+        downstream: DownstreamConfig::from_hcm(&hcm),
+        router: RouterOptions::for_hcm(&hcm),
+        hcm: hcm.clone(),
+        peer,
+        destination,
+        streams: streams.clone(),
+    });
+    let service = service_fn(move |request| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(stream::handle(ctx, request).await) }
+    });
+    let max_header_bytes = usize::try_from(hcm.max_request_headers_kb)
+        .unwrap_or(usize::MAX / 2048)
+        .saturating_mul(1024);
+    let io = TokioIo::new(stream);
+    match codec {
+        Codec::Http1 => {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .keep_alive(true)
+                .header_read_timeout(header_timeout)
+                .max_header_size(max_header_bytes)
+                .max_buf_size(h1_buffer(max_header_bytes));
+            drive!(
+                builder.serve_connection(io, service).with_upgrades(),
+                streams,
+                hcm.idle_timeout
+            );
+        }
+        Codec::Http2 => {
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
+            drive!(
+                builder.serve_connection(io, service),
+                streams,
+                hcm.idle_timeout
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn sniffing_tells_h2_prior_knowledge_from_http1() {
+        let (mut c, s) = pair().await;
+        c.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        assert_eq!(sniff(&s, None).await, Some(Codec::Http1));
+
+        let (mut c, s) = pair().await;
+        c.write_all(&H2_PREFACE[..10]).await.unwrap();
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            c.write_all(&H2_PREFACE[10..]).await.unwrap();
+            c
+        });
+        assert_eq!(sniff(&s, None).await, Some(Codec::Http2));
+        drop(later.await.unwrap());
+
+        let (c, s) = pair().await;
+        drop(c);
+        assert_eq!(sniff(&s, None).await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_are_noticed_after_the_last_stream() {
+        let streams = ActiveStreams::new();
+        let ticket = streams.start();
+        let start = Instant::now();
+        let s = streams.clone();
+        let waiter = tokio::spawn(async move {
+            s.idle_for(Some(Duration::from_secs(10))).await;
+            Instant::now()
+        });
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(ticket);
+        let done = waiter.await.unwrap();
+        assert_eq!(done - start, Duration::from_secs(40));
+    }
+}
