@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use strait_e2e::mesh::{BookinfoMesh, MeshOptions};
+use strait_e2e::mesh::{BookinfoMesh, MeshOptions, SidecarKind};
 use strait_e2e::{AdsApi, RequestSpec, Tally};
 
-const USAGE: &str = "usage: strait-demo [--examples DIR] [--delta] [--watch]
+const USAGE: &str = "usage: strait-demo [--examples DIR] [--delta] [--strait-proxy] [--watch]
 
 Starts pilot-discovery on a copy of the example config, a stock Envoy sidecar next to
 productpage, and one backend per example Pod, each in its own network namespace. Then it
@@ -18,6 +18,7 @@ shows the reviews traffic split while it edits the VirtualService.
                   copied, with Pod IPs moved to the demo's network namespaces. It must
                   have a productpage-v1 Pod and the reviews Service with v1..v3 Pods
   --delta         use delta xDS (DELTA_GRPC) instead of state-of-the-world (GRPC)
+  --strait-proxy  run strait-proxy as the sidecar instead of a stock Envoy
   --watch         after the scripted steps, keep showing the split every second until
                   Ctrl-C; edit the files in the printed config directory meanwhile
 ";
@@ -47,11 +48,13 @@ async fn main() -> Result<()> {
     let mut api = AdsApi::Sotw;
     let mut watch = false;
     let mut examples = None;
+    let mut sidecar = SidecarKind::Envoy;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--delta" => api = AdsApi::Delta,
             "--watch" => watch = true,
+            "--strait-proxy" => sidecar = SidecarKind::Strait,
             "--examples" => {
                 let dir =
                     std::path::PathBuf::from(args.next().context("--examples needs a directory")?);
@@ -71,12 +74,12 @@ async fn main() -> Result<()> {
     }
 
     println!(
-        "Starting the mesh: network namespaces, backends, pilot-discovery, Envoy sidecar ({:?} ADS)...",
-        api
+        "Starting the mesh: network namespaces, backends, pilot-discovery, {sidecar:?} sidecar ({api:?} ADS)..."
     );
     let mesh = BookinfoMesh::start(MeshOptions {
         api,
         examples,
+        sidecar,
         ..Default::default()
     })
     .await?;
@@ -91,7 +94,7 @@ async fn main() -> Result<()> {
         mesh.topology.hub().name()
     );
     println!(
-        "Envoy listeners: {}",
+        "sidecar listeners: {}",
         mesh.envoy.listener_names().await?.join(", ")
     );
 
@@ -104,7 +107,7 @@ async fn main() -> Result<()> {
     )
     .await;
 
-    step("2. Editing virtual-services.yaml: 10% v1, 90% v3 (Envoy keeps running)");
+    step("2. Editing virtual-services.yaml: 10% v1, 90% v3 (the sidecar keeps running)");
     mesh.pilot.write_config("virtual-services.yaml", SHIFTED)?;
     let took = wait_for_share(&mesh, "reviews-v3", 0.75).await;
     println!(
