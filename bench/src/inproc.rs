@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use strait_pilot::config::file::FileSource;
 use strait_pilot::environment::Environment;
 use strait_pilot::model::{Locality, Proxy, PushContext};
@@ -19,7 +19,10 @@ use crate::stats::Summary;
 
 #[derive(Clone, Debug, Default)]
 pub struct Generated {
-    pub time: Summary,
+    /// First generation from a fresh PushContext.
+    pub cold: Summary,
+    /// The same request again: what the next proxy with the same view costs.
+    pub warm: Summary,
     pub resources: usize,
     /// Sum of the encoded resources (`Any` bodies).
     pub bytes: u64,
@@ -37,7 +40,8 @@ pub struct InProcess {
     /// Per type (`cds`, `eds`, `lds`, `rds`).
     pub per_type: BTreeMap<&'static str, Generated>,
     /// All four types for one proxy, per run.
-    pub full_config: Summary,
+    pub full_config_cold: Summary,
+    pub full_config_warm: Summary,
 }
 
 /// Measures the pipeline on the config tree at `dir`, repeating the timed steps `runs`
@@ -68,48 +72,26 @@ pub fn measure(
     env.apply_scan(scan);
     let apply = t.elapsed();
 
-    let mut pc_times = Vec::with_capacity(runs);
-    let mut push = None;
-    for _ in 0..runs.max(1) {
-        let t = Instant::now();
-        let pc = env.build_push_context();
-        pc_times.push(t.elapsed());
-        push = Some(pc);
-    }
-    let push: Arc<PushContext> = Arc::new(push.context("no PushContext built")?);
-
     let meta = metadata.as_object().cloned().unwrap_or_default();
     let mut proxy =
         Proxy::from_node(node_id, meta, Locality::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    proxy.service_targets = push.service_targets(&proxy);
 
-    let mut times: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
-    let mut full = Vec::with_capacity(runs);
-    let mut last: BTreeMap<&'static str, Vec<Resource>> = BTreeMap::new();
+    // Each run starts from a fresh PushContext, as after a config change: its XDS cache
+    // is empty, so the first generation ("cold") pays for everything, and a second
+    // proxy with the same view ("warm") is served from the cache.
+    let mut pc_times = Vec::with_capacity(runs);
+    let mut cold = Times::default();
+    let mut warm = Times::default();
+    let mut last = BTreeMap::new();
+    let mut summary = BTreeMap::new();
     for _ in 0..runs.max(1) {
-        let mut total = Duration::ZERO;
-        let mut timed = |kind: &'static str, url: &str, names: &[String]| {
-            let t = Instant::now();
-            let out = xds::generate(url, &proxy, &push, names);
-            let took = t.elapsed();
-            total += took;
-            times.entry(kind).or_default().push(took);
-            out
-        };
-        let cds = timed("cds", TYPES[0].1, &[]);
-        let eds_names: Vec<String> =
-            ads::eds_cluster_names_in(cds.iter().map(|r| r.body.value.as_slice()))?
-                .into_iter()
-                .collect();
-        let eds = timed("eds", TYPES[1].1, &eds_names);
-        let lds = timed("lds", TYPES[2].1, &[]);
-        let rds_names: Vec<String> =
-            ads::route_names_in(lds.iter().map(|r| r.body.value.as_slice()))?
-                .into_iter()
-                .collect();
-        let rds = timed("rds", TYPES[3].1, &rds_names);
-        full.push(total);
-        last = BTreeMap::from([("cds", cds), ("eds", eds), ("lds", lds), ("rds", rds)]);
+        let t = Instant::now();
+        let push = Arc::new(env.build_push_context());
+        pc_times.push(t.elapsed());
+        proxy.service_targets = push.service_targets(&proxy);
+        last = generate_all(&proxy, &push, &mut cold)?;
+        generate_all(&proxy, &push, &mut warm)?;
+        summary = push.summary();
     }
 
     let per_type = last
@@ -120,7 +102,8 @@ pub fn measure(
                 .map(|r| u64::try_from(r.encoded_len()).unwrap_or(u64::MAX))
                 .sum();
             let g = Generated {
-                time: Summary::of(times.get(kind).map(Vec::as_slice).unwrap_or_default()),
+                cold: cold.summary(kind),
+                warm: warm.summary(kind),
                 resources: resources.len(),
                 bytes,
             };
@@ -133,14 +116,67 @@ pub fn measure(
         scan: scan_time,
         apply,
         push_context: Summary::of(&pc_times),
-        push_context_summary: push
-            .summary()
+        push_context_summary: summary
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
         per_type,
-        full_config: Summary::of(&full),
+        full_config_cold: Summary::of(&cold.full),
+        full_config_warm: Summary::of(&warm.full),
     })
+}
+
+#[derive(Default)]
+struct Times {
+    per_type: BTreeMap<&'static str, Vec<Duration>>,
+    full: Vec<Duration>,
+}
+
+impl Times {
+    fn summary(&self, kind: &str) -> Summary {
+        Summary::of(
+            self.per_type
+                .get(kind)
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+        )
+    }
+}
+
+/// CDS, then EDS for its EDS clusters, LDS, then RDS for the route names the listeners
+/// use — what a sidecar asks for — timing each type.
+fn generate_all(
+    proxy: &Proxy,
+    push: &PushContext,
+    times: &mut Times,
+) -> anyhow::Result<BTreeMap<&'static str, Vec<Resource>>> {
+    let mut total = Duration::ZERO;
+    let mut timed = |kind: &'static str, url: &str, names: &[String]| {
+        let t = Instant::now();
+        let out = xds::generate(url, proxy, push, names);
+        let took = t.elapsed();
+        total += took;
+        times.per_type.entry(kind).or_default().push(took);
+        out
+    };
+    let cds = timed("cds", TYPES[0].1, &[]);
+    let eds_names: Vec<String> =
+        ads::eds_cluster_names_in(cds.iter().map(|r| r.body.value.as_slice()))?
+            .into_iter()
+            .collect();
+    let eds = timed("eds", TYPES[1].1, &eds_names);
+    let lds = timed("lds", TYPES[2].1, &[]);
+    let rds_names: Vec<String> = ads::route_names_in(lds.iter().map(|r| r.body.value.as_slice()))?
+        .into_iter()
+        .collect();
+    let rds = timed("rds", TYPES[3].1, &rds_names);
+    times.full.push(total);
+    Ok(BTreeMap::from([
+        ("cds", cds),
+        ("eds", eds),
+        ("lds", lds),
+        ("rds", rds),
+    ]))
 }
 
 #[cfg(test)]
@@ -165,6 +201,9 @@ mod tests {
         let m = measure(dir.path(), &id, &meta, 3).unwrap();
         assert_eq!(m.objects, 28);
         assert_eq!(m.push_context.runs, 3);
+        assert_eq!(m.full_config_cold.runs, 3);
+        assert_eq!(m.full_config_warm.runs, 3);
+        assert_eq!(m.per_type["eds"].cold.runs, 3);
         // 20 service clusters plus v1/v2 subsets of 4 services, all with endpoints.
         assert!(m.per_type["cds"].resources >= 28, "{:?}", m.per_type["cds"]);
         assert!(m.per_type["eds"].resources >= 28, "{:?}", m.per_type["eds"]);
