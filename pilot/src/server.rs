@@ -199,8 +199,7 @@ async fn serve_grpc(addr: SocketAddr, xds: Arc<XdsServer>) -> anyhow::Result<()>
         .with_context(|| format!("binding gRPC address {addr}"))?;
     // tonic ignores its tcp_nodelay setting for a caller-supplied stream; without
     // TCP_NODELAY, Nagle stalls each small ADS exchange by ~40 ms.
-    let incoming =
-        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(xds.service())
