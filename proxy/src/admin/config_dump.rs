@@ -87,25 +87,7 @@ impl Dump<'_> {
     }
 
     fn clusters(&self, d: &ResourceDump) -> Json {
-        let statics: Vec<Json> = self
-            .keep(&d.static_resources)
-            .map(|r| {
-                object(vec![
-                    ("cluster", resource_json(r)),
-                    ("last_updated", updated(r)),
-                ])
-            })
-            .collect();
-        let dynamics: Vec<Json> = self
-            .keep(&d.dynamic_resources)
-            .map(|r| {
-                object(vec![
-                    ("version_info", json!(r.version)),
-                    ("cluster", resource_json(r)),
-                    ("last_updated", updated(r)),
-                ])
-            })
-            .collect();
+        let (statics, dynamics) = self.entries(d, "cluster");
         object(vec![
             ("@type", json!(format!("{ADMIN}ClustersConfigDump"))),
             ("version_info", json!(d.version_info)),
@@ -114,26 +96,28 @@ impl Dump<'_> {
         ])
     }
 
-    fn endpoints(&self, d: &ResourceDump) -> Json {
-        let statics: Vec<Json> = self
+    /// Static entries `{<key>, last_updated}` and dynamic ones `{version_info, <key>,
+    /// last_updated}`: the shape clusters, endpoints and routes share.
+    fn entries(&self, d: &ResourceDump, key: &str) -> (Vec<Json>, Vec<Json>) {
+        let statics = self
             .keep(&d.static_resources)
-            .map(|r| {
-                object(vec![
-                    ("endpoint_config", resource_json(r)),
-                    ("last_updated", updated(r)),
-                ])
-            })
+            .map(|r| object(vec![(key, resource_json(r)), ("last_updated", updated(r))]))
             .collect();
-        let dynamics: Vec<Json> = self
+        let dynamics = self
             .keep(&d.dynamic_resources)
             .map(|r| {
                 object(vec![
                     ("version_info", json!(r.version)),
-                    ("endpoint_config", resource_json(r)),
+                    (key, resource_json(r)),
                     ("last_updated", updated(r)),
                 ])
             })
             .collect();
+        (statics, dynamics)
+    }
+
+    fn endpoints(&self, d: &ResourceDump) -> Json {
+        let (statics, dynamics) = self.entries(d, "endpoint_config");
         object(vec![
             ("@type", json!(format!("{ADMIN}EndpointsConfigDump"))),
             ("static_endpoint_configs", Json::Array(statics)),
@@ -176,25 +160,7 @@ impl Dump<'_> {
     }
 
     fn routes(&self, d: &ResourceDump) -> Json {
-        let statics: Vec<Json> = self
-            .keep(&d.static_resources)
-            .map(|r| {
-                object(vec![
-                    ("route_config", resource_json(r)),
-                    ("last_updated", updated(r)),
-                ])
-            })
-            .collect();
-        let dynamics: Vec<Json> = self
-            .keep(&d.dynamic_resources)
-            .map(|r| {
-                object(vec![
-                    ("version_info", json!(r.version)),
-                    ("route_config", resource_json(r)),
-                    ("last_updated", updated(r)),
-                ])
-            })
-            .collect();
+        let (statics, dynamics) = self.entries(d, "route_config");
         object(vec![
             ("@type", json!(format!("{ADMIN}RoutesConfigDump"))),
             ("static_route_configs", Json::Array(statics)),
