@@ -19,6 +19,7 @@ pub mod mesh;
 pub mod netns;
 pub mod pilot;
 pub mod process;
+pub mod sidecar;
 pub mod unique;
 pub mod wait;
 pub mod workdir;
