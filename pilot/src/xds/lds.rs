@@ -4,6 +4,7 @@
 use strait_proto::envoy::config::listener::v3::Listener;
 
 use super::listener::ListenerContext;
+use super::listener::access_log::{attach, mesh_access_log};
 use super::listener::outbound::build_outbound_listeners;
 use super::listener::virtual_inbound::build_virtual_inbound;
 use super::listener::virtual_outbound::build_virtual_outbound;
@@ -24,6 +25,9 @@ pub fn build_listeners(proxy: &Proxy, push: &PushContext) -> Vec<Listener> {
         if let Some(inbound_port) = capture_port(push.mesh.proxy_inbound_listen_port) {
             out.push(build_virtual_inbound(&ctx, inbound_port));
         }
+    }
+    if let Some(log) = mesh_access_log(&push.mesh) {
+        attach(&mut out, &log);
     }
     out
 }

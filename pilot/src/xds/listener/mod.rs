@@ -2,6 +2,7 @@
 //! `virtualInbound`), the per-port outbound listeners they hand connections to, and the
 //! filter chains, network filters and HTTP connection managers inside them.
 
+pub mod access_log;
 pub mod chain;
 pub mod filters;
 pub mod hcm;
