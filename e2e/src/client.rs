@@ -191,7 +191,8 @@ impl HttpClient {
         tally
     }
 
-    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream> {
+    /// A TCP connection to `addr` from inside the namespace (through its capture).
+    pub async fn connect(&self, addr: SocketAddr) -> Result<TcpStream> {
         let socket = self.netns.run(|| match addr {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
             SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -199,6 +200,48 @@ impl HttpClient {
         let stream = socket.connect(addr).await.context("connecting")?;
         stream.set_nodelay(true)?;
         Ok(stream)
+    }
+
+    /// Writes `bytes` (a request as it goes on the wire, well-formed or not) on a new
+    /// connection and reads what comes back until the server closes the connection or
+    /// `wait` passes. Write errors are not fatal: a server may answer and close before
+    /// it has read everything.
+    pub async fn raw(&self, addr: SocketAddr, bytes: &[u8], wait: Duration) -> Result<RawReply> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let start = Instant::now();
+        let mut stream = self.connect(addr).await?;
+        let _ = stream.write_all(bytes).await;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut data = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        let end = loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Err(_) => break RawEnd::Open,
+                Ok(Ok(0)) => break RawEnd::Closed,
+                Ok(Ok(n)) => data.extend_from_slice(&buf[..n]),
+                Ok(Err(_)) => break RawEnd::Reset,
+            }
+        };
+        Ok(RawReply {
+            data,
+            end,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    /// An HTTP/1.1 connection to `addr` that stays open for many requests.
+    pub async fn keep_alive(&self, addr: SocketAddr) -> Result<KeepAlive> {
+        let stream = self.connect(addr).await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let conn = tokio::spawn(async move {
+            // The server closing the connection (drain, idle) ends it; the sender sees it.
+            let _ = conn.await;
+        });
+        Ok(KeepAlive {
+            sender,
+            conn,
+            timeout: self.timeout,
+        })
     }
 
     async fn exchange(&self, addr: SocketAddr, spec: &RequestSpec) -> Result<Response> {
@@ -234,6 +277,114 @@ impl HttpClient {
         // Each request owns its connection: close it rather than leave it idle.
         connection.abort();
         result
+    }
+}
+
+/// How a raw exchange ([`HttpClient::raw`]) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawEnd {
+    /// The server closed the connection (FIN).
+    Closed,
+    /// The connection was reset.
+    Reset,
+    /// Still open when the wait was over.
+    Open,
+}
+
+/// The bytes a raw exchange got back, and how it ended.
+#[derive(Debug, Clone)]
+pub struct RawReply {
+    pub data: Vec<u8>,
+    pub end: RawEnd,
+    /// From the connect to the end of the exchange.
+    pub elapsed: Duration,
+}
+
+impl RawReply {
+    /// The response's status line (`HTTP/1.1 400 Bad Request`), empty if none came.
+    pub fn status_line(&self) -> String {
+        let text = String::from_utf8_lossy(&self.data);
+        text.lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end()
+            .to_owned()
+    }
+
+    /// The status code of the first response, if one came.
+    pub fn status(&self) -> Option<u16> {
+        self.status_line()
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+    }
+
+    /// Header lines of the first response as (lowercase name, value).
+    pub fn headers(&self) -> Vec<(String, String)> {
+        let text = String::from_utf8_lossy(&self.data);
+        let head = text.split("\r\n\r\n").next().unwrap_or_default();
+        head.lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect()
+    }
+
+    /// The bytes after the first response's head.
+    pub fn body(&self) -> &[u8] {
+        self.data
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(&[], |i| &self.data[i + 4..])
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection (see [`HttpClient::keep_alive`]); closed on drop.
+#[derive(Debug)]
+pub struct KeepAlive {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    conn: tokio::task::JoinHandle<()>,
+    timeout: Duration,
+}
+
+impl KeepAlive {
+    /// True once the server (or an error) has closed the connection.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
+    /// Sends `spec` on this connection and reads the whole response.
+    pub async fn send(&mut self, spec: &RequestSpec) -> Result<Response> {
+        let start = Instant::now();
+        let exchange = async {
+            self.sender.ready().await.context("connection not ready")?;
+            let request = build_request(spec, Protocol::Http1)?;
+            let (parts, body) = self.sender.send_request(request).await?.into_parts();
+            let body = body.collect().await?.to_bytes();
+            Ok(Response {
+                status: parts.status.as_u16(),
+                version: parts.version,
+                headers: parts.headers,
+                body,
+                elapsed: start.elapsed(),
+            })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| anyhow!("timed out after {:?}", self.timeout))
+            .and_then(|r| r)
+            .with_context(|| {
+                format!(
+                    "{} http://{}{} (keep-alive)",
+                    spec.method, spec.host, spec.path
+                )
+            })
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.conn.abort();
     }
 }
 

@@ -1,7 +1,8 @@
 //! A whole test mesh from `examples/bookinfo`: every Pod gets a network namespace and a
 //! backend answering with its app name and version, pilot-discovery serves the example
-//! config (pod IPs rewritten to the namespaces' addresses), and a stock Envoy runs as the
-//! sidecar of `productpage`, with the service VIP range redirected into its 15001.
+//! config (pod IPs rewritten to the namespaces' addresses), and a stock Envoy (or
+//! strait-proxy) runs as the sidecar of `productpage`, as Istio's proxy user, with the
+//! service VIP range redirected into its 15001 for every other user.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -17,6 +18,7 @@ use crate::client::HttpClient;
 use crate::envoy::{AdsApi, Bootstrap, Envoy, SidecarNode};
 use crate::netns::{Netns, Topology};
 use crate::pilot::{Pilot, PilotOptions};
+use crate::sidecar::PROXY_UID;
 
 /// Service VIPs live here (`clusterIP`s in the example Services).
 pub const SERVICE_CIDR: &str = "10.96.0.0/16";
@@ -112,6 +114,15 @@ fn rewrite_manifests(
     Ok(out)
 }
 
+/// Replaces `${ip:<workload>}` with that workload's address.
+fn substitute_ips(text: &str, ips: &BTreeMap<String, Ipv4Addr>) -> String {
+    let mut text = text.to_string();
+    for (name, ip) in ips {
+        text = text.replace(&format!("${{ip:{name}}}"), &ip.to_string());
+    }
+    text
+}
+
 /// Which proxy runs as the sidecar.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum SidecarKind {
@@ -134,6 +145,14 @@ pub struct MeshOptions {
     /// Leave out the example's VirtualServices (tests that bring their own).
     pub without_virtual_services: bool,
     pub pilot_env: Vec<(String, String)>,
+    /// Extra pilot-discovery flags (e.g. `--meshConfig=FILE`).
+    pub pilot_args: Vec<String>,
+    /// Further namespaces, made before pilot-discovery starts so that `extra_configs`
+    /// can give their addresses to Pods: `${ip:<name>}` in a config becomes the
+    /// address of workload `<name>`. The test runs whatever serves in them.
+    pub extra_workloads: Vec<String>,
+    /// Node metadata of the sidecar (e.g. `IDLE_TIMEOUT`), as strings.
+    pub sidecar_metadata: Vec<(String, String)>,
 }
 
 pub struct BookinfoMesh {
@@ -163,6 +182,11 @@ impl BookinfoMesh {
             }
             pods.insert(pod.name.clone(), ns);
         }
+        for name in &options.extra_workloads {
+            let ns = topology.add_workload(name)?;
+            ips.insert(name.clone(), ns.ip());
+            pods.insert(name.clone(), ns);
+        }
         let Some(client_ns) = pods.get(CLIENT_POD).cloned() else {
             bail!("the example has no pod {CLIENT_POD}");
         };
@@ -175,21 +199,24 @@ impl BookinfoMesh {
             pilot_options = pilot_options.config(&name, &text);
         }
         for (name, text) in &options.extra_configs {
-            pilot_options = pilot_options.config(name, text);
+            pilot_options = pilot_options.config(name, &substitute_ips(text, &ips));
+        }
+        for arg in &options.pilot_args {
+            pilot_options = pilot_options.arg(arg);
         }
         for (k, v) in &options.pilot_env {
             pilot_options = pilot_options.env(k, v);
         }
         let pilot = Pilot::start(topology.hub(), pilot_options).await?;
 
-        capture::redirect_outbound(&client_ns, SERVICE_CIDR, 15001)?;
-        let envoy = start_sidecar_kind(
+        capture_outbound(&client_ns)?;
+        let envoy = start_sidecar_with(
             &client_ns,
             CLIENT_POD,
             "productpage",
             pilot.grpc_addr(),
-            options.api,
-            options.sidecar,
+            (options.api, options.sidecar),
+            &options.sidecar_metadata,
         )
         .await?;
         let client = HttpClient::new(&client_ns);
@@ -266,14 +293,81 @@ pub async fn start_sidecar_kind(
     api: AdsApi,
     kind: SidecarKind,
 ) -> Result<Envoy> {
-    let node = SidecarNode::new(ns.ip(), pod, "default")
+    start_sidecar_with(ns, pod, app, pilot, (api, kind), &[]).await
+}
+
+/// [`start_sidecar_kind`] with extra node metadata (string values).
+pub async fn start_sidecar_with(
+    ns: &Netns,
+    pod: &str,
+    app: &str,
+    pilot: SocketAddr,
+    (api, kind): (AdsApi, SidecarKind),
+    metadata: &[(String, String)],
+) -> Result<Envoy> {
+    let mut node = SidecarNode::new(ns.ip(), pod, "default")
         .label("app", app)
         .label("version", "v1");
-    let bootstrap = Bootstrap::new(node).with_ads(pilot, api);
-    match kind {
-        SidecarKind::Envoy => Envoy::start(ns, &bootstrap).await,
-        SidecarKind::Strait => {
-            Envoy::start_binary(ns, &bootstrap, &crate::bins::strait("strait-proxy")?, &[]).await
-        }
+    for (k, v) in metadata {
+        node = node.metadata(k, serde_json::Value::String(v.clone()));
     }
+    let bootstrap = Bootstrap::new(node).with_ads(pilot, api);
+    let binary = match kind {
+        SidecarKind::Envoy => crate::bins::envoy()?,
+        SidecarKind::Strait => crate::bins::strait("strait-proxy")?,
+    };
+    let (_dir, wrapper) = as_proxy_user(&binary)?;
+    Envoy::start_binary(ns, &bootstrap, &wrapper, &[]).await
+}
+
+/// Redirects the pod's outbound TCP to the service range into the sidecar's 15001, except
+/// the sidecar's own (UID 1337), as `istio-iptables` does. Without that exception a
+/// connection the sidecar passes through to a service address (PassthroughCluster, for
+/// bytes that are not HTTP) would be captured again, and again.
+fn capture_outbound(ns: &Netns) -> Result<()> {
+    let uid = PROXY_UID.to_string();
+    let port = capture::OUTBOUND_CAPTURE_PORT.to_string();
+    capture::iptables(
+        ns,
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-d",
+            SERVICE_CIDR,
+            "-m",
+            "owner",
+            "!",
+            "--uid-owner",
+            &uid,
+            "-j",
+            "REDIRECT",
+            "--to-ports",
+            &port,
+        ],
+    )
+    .map(|_| ())
+}
+
+/// A script that runs `binary` with its arguments as Istio's proxy user ([`PROXY_UID`]),
+/// exec'd in place, so the process id is the proxy's own. The directory holding it is
+/// removed on drop.
+fn as_proxy_user(binary: &Path) -> Result<(crate::workdir::WorkDir, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = crate::workdir::WorkDir::new("sidecar-user")?;
+    let binary = binary
+        .to_str()
+        .filter(|b| !b.contains('\''))
+        .with_context(|| format!("{} cannot be quoted for sh", binary.display()))?;
+    let script = dir.write(
+        "proxy",
+        &format!(
+            "#!/bin/sh\nexec setpriv --reuid={PROXY_UID} --regid={PROXY_UID} --clear-groups '{binary}' \"$@\"\n"
+        ),
+    )?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    Ok((dir, script))
 }

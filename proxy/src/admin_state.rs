@@ -173,6 +173,9 @@ impl AdminSource for ProxyAdmin {
 
     fn drain_listeners(&self, options: DrainOptions) {
         self.draining.store(!options.skip_exit, Ordering::Relaxed);
-        self.listeners.stop_accepting(options.inbound_only);
+        // Readiness probes read the `server.state` stat, not `/ready`: publish it now.
+        self.server_state();
+        self.listeners
+            .drain_listeners(options.inbound_only, options.graceful, options.skip_exit);
     }
 }

@@ -11,10 +11,12 @@ use arc_swap::ArcSwap;
 use strait_proto::xds::type_url;
 use tracing::{info, warn};
 
+use crate::config::listener::{NetworkFilter, RouteSource};
 use crate::config::route::RouteConfig;
 use crate::convert::{self, Resource};
 use crate::listener::manager::ListenerManager;
 use crate::snapshot::{Entry, Snapshot};
+use crate::telemetry::{RdsOutcome, Telemetry, upstreams};
 use crate::upstream::manager::ClusterManager;
 use crate::xds::{Rejected, ResourceUpdate, XdsHandler};
 
@@ -27,6 +29,7 @@ pub struct Applier {
     clusters: Arc<ClusterManager>,
     listeners: Arc<ListenerManager>,
     routes: Routes,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Applier {
@@ -38,20 +41,25 @@ impl Applier {
         listeners: Arc<ListenerManager>,
         routes: Routes,
     ) -> Result<Applier, Vec<Rejected>> {
+        let telemetry = listeners.telemetry().clone();
         let applier = Applier {
             current: initial,
             published,
             clusters,
             listeners,
             routes,
+            telemetry,
         };
-        applier
+        let changes = applier
             .clusters
             .update_clusters(applier.current.all_clusters());
+        applier.telemetry.cluster_changes(&changes);
         applier
             .listeners
             .update(applier.current.all_listeners())
             .map_err(listener_rejects)?;
+        applier.telemetry.upstreams().rebuild(&applier.clusters);
+        applier.subscribe_routes();
         applier.publish();
         Ok(applier)
     }
@@ -60,6 +68,65 @@ impl Applier {
         self.routes.store(Arc::new(self.current.route_table()));
         self.published.store(Arc::new(self.current.clone()));
     }
+
+    /// Remembers the Istio services CDS declares for each cluster, for telemetry.
+    fn note_services(&self, fresh: &[(String, Entry<crate::config::cluster::Cluster>)]) {
+        self.telemetry.upstreams().set_services(
+            fresh
+                .iter()
+                .map(|(name, e)| (name.clone(), istio_service(&e.raw))),
+        );
+    }
+
+    /// RDS subscriptions as Envoy scopes them: under the stat prefix of the first
+    /// connection manager that names the route configuration.
+    fn subscribe_routes(&self) {
+        for listener in self.current.all_listeners() {
+            let chains = listener
+                .filter_chains
+                .iter()
+                .chain(listener.default_filter_chain.iter());
+            for chain in chains {
+                if let NetworkFilter::HttpConnectionManager(hcm) = &chain.filter
+                    && let RouteSource::Rds(name) = &hcm.route_source
+                {
+                    self.telemetry
+                        .rds()
+                        .subscribe(&self.telemetry, name, &hcm.stat_prefix);
+                }
+            }
+        }
+    }
+}
+
+/// The service of a cluster's `istio` metadata, read from the resource as received.
+fn istio_service(raw: &strait_proto::xds::any::Any) -> Option<crate::stats::ServiceLabels> {
+    use prost::Message;
+    let cluster =
+        strait_proto::envoy::config::cluster::v3::Cluster::decode(raw.value.as_slice()).ok()?;
+    let istio = cluster.metadata?.filter_metadata.remove("istio")?;
+    let json = strait_proto::xds::json::to_json(&istio).ok()?;
+    upstreams::service_of(&json)
+}
+
+/// Keeps the entry already in place when a resource arrives unchanged (the same bytes),
+/// so what uses it sees no change (Envoy ignores such duplicates too).
+fn unchanged<T>(
+    old: &BTreeMap<String, Entry<T>>,
+    fresh: Vec<(String, Entry<T>)>,
+) -> Vec<(String, Entry<T>)> {
+    fresh
+        .into_iter()
+        .map(|(name, mut e)| {
+            if let Some(prev) = old.get(&name)
+                && prev.raw.type_url == e.raw.type_url
+                && prev.raw.value == e.raw.value
+            {
+                e.config = prev.config.clone();
+            }
+            (name, e)
+        })
+        .collect()
 }
 
 fn listener_rejects(errors: Vec<crate::listener::manager::ListenerError>) -> Vec<Rejected> {
@@ -137,6 +204,56 @@ impl XdsHandler for Applier {
         removed: Vec<String>,
         full_state: bool,
     ) -> Result<(), Vec<Rejected>> {
+        if url != type_url::ROUTE {
+            return self.apply_update(url, updated, removed, full_state);
+        }
+        let changed: Vec<(String, bool)> = updated
+            .iter()
+            .map(|u| {
+                let same = self
+                    .current
+                    .routes
+                    .get(&u.name)
+                    .is_some_and(|e| e.raw.value == u.resource.value);
+                (u.name.clone(), !same)
+            })
+            .collect();
+        let result = self.apply_update(url, updated, removed.clone(), full_state);
+        let rds = self.telemetry.rds();
+        for (name, changed) in changed {
+            rds.record(
+                &name,
+                match result {
+                    Ok(()) => RdsOutcome::Accepted { changed },
+                    Err(_) => RdsOutcome::Rejected,
+                },
+            );
+        }
+        if result.is_ok() {
+            for name in &removed {
+                rds.record(name, RdsOutcome::Empty);
+            }
+        }
+        result
+    }
+
+    fn wanted(&self, url: &str) -> Vec<String> {
+        match url {
+            type_url::ENDPOINT => self.current.wanted_endpoints(),
+            type_url::ROUTE => self.current.wanted_routes(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Applier {
+    fn apply_update(
+        &mut self,
+        url: &str,
+        updated: Vec<ResourceUpdate>,
+        removed: Vec<String>,
+        full_state: bool,
+    ) -> Result<(), Vec<Rejected>> {
         let version = updated.first().map(|u| u.version.clone());
         let converted = convert_all(url, updated)?;
         let now = SystemTime::now();
@@ -153,8 +270,12 @@ impl XdsHandler for Applier {
                         _ => None,
                     })
                     .collect();
+                let fresh: Vec<_> = fresh;
+                self.note_services(&fresh);
                 next.clusters = merged(&self.current.clusters, fresh, &removed, replace_all);
                 let changes = self.clusters.update_clusters(next.all_clusters());
+                self.telemetry.cluster_changes(&changes);
+                self.telemetry.upstreams().rebuild(&self.clusters);
                 info!(clusters = next.clusters.len(), ?changes, "CDS applied");
             }
             type_url::ENDPOINT => {
@@ -173,6 +294,29 @@ impl XdsHandler for Applier {
                 for name in &removed {
                     self.clusters.remove_assignment(name);
                 }
+                let services: std::collections::HashSet<&str> = fresh
+                    .iter()
+                    .map(|(name, _)| name.as_str())
+                    .chain(removed.iter().map(String::as_str))
+                    .collect();
+                let touched: Vec<String> = self
+                    .current
+                    .all_clusters()
+                    .iter()
+                    .filter(|c| match &c.discovery {
+                        crate::config::cluster::Discovery::Eds { service_name } => {
+                            let service = if service_name.is_empty() {
+                                &c.name
+                            } else {
+                                service_name
+                            };
+                            services.contains(service.as_str())
+                        }
+                        _ => false,
+                    })
+                    .map(|c| c.name.clone())
+                    .collect();
+                self.telemetry.upstreams().refresh(&self.clusters, &touched);
                 next.endpoints = merged(&self.current.endpoints, fresh, &removed, false);
             }
             type_url::LISTENER => {
@@ -183,6 +327,7 @@ impl XdsHandler for Applier {
                         _ => None,
                     })
                     .collect();
+                let fresh = unchanged(&self.current.listeners, fresh);
                 next.listeners = merged(&self.current.listeners, fresh, &removed, replace_all);
                 if let Err(errors) = self.listeners.update(next.all_listeners()) {
                     warn!(
@@ -201,6 +346,7 @@ impl XdsHandler for Applier {
                         _ => None,
                     })
                     .collect();
+                let fresh = unchanged(&self.current.routes, fresh);
                 next.routes = merged(&self.current.routes, fresh, &removed, false);
             }
             other => {
@@ -214,15 +360,10 @@ impl XdsHandler for Applier {
             next.versions.insert(url.to_string(), version);
         }
         self.current = next;
+        if url == type_url::LISTENER {
+            self.subscribe_routes();
+        }
         self.publish();
         Ok(())
-    }
-
-    fn wanted(&self, url: &str) -> Vec<String> {
-        match url {
-            type_url::ENDPOINT => self.current.wanted_endpoints(),
-            type_url::ROUTE => self.current.wanted_routes(),
-            _ => Vec::new(),
-        }
     }
 }

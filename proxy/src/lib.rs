@@ -14,6 +14,7 @@ pub mod server;
 pub mod snapshot;
 pub mod stats;
 pub mod tcp_proxy;
+pub mod telemetry;
 pub mod upstream;
 pub mod worker;
 pub mod xds;

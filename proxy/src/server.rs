@@ -30,6 +30,7 @@ use crate::stats::cluster::ClusterStatsSource;
 use crate::stats::config::StatsConfig;
 use crate::stats::server::ServerStats;
 use crate::stats::store::Store;
+use crate::telemetry::Telemetry;
 use crate::upstream::manager::ClusterManager;
 use crate::upstream::random::ThreadRandom;
 use crate::worker::Workers;
@@ -88,6 +89,7 @@ pub struct Proxy {
     pub routes: Routes,
     pub xds: Option<XdsClient>,
     pub stats: Arc<Store>,
+    pub telemetry: Arc<Telemetry>,
     pub admin: Option<AdminServer>,
     /// Woken by `/quitquitquit`.
     pub quit: Arc<Notify>,
@@ -122,16 +124,26 @@ impl Proxy {
         let clusters = Arc::new(ClusterManager::new(ThreadRandom::shared()));
         let routes: Routes = Arc::new(ArcSwap::from_pointee(Default::default()));
         let http = HttpService::new(routes.clone(), clusters.clone());
-        let listeners = Arc::new(ListenerManager::new(
+        let stats_config = StatsConfig::from_proto(pb.stats_config.as_ref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let stats = Arc::new(Store::new(stats_config));
+        let node_metadata = json::to_json(&node)
+            .ok()
+            .and_then(|n| match n.get("metadata") {
+                Some(serde_json::Value::Object(m)) => Some(m.clone()),
+                _ => None,
+            });
+        let flush_interval = Duration::from_millis(cli.file_flush_interval_msec.unwrap_or(1000));
+        let telemetry = Telemetry::new(stats.clone(), node_metadata.as_ref(), flush_interval);
+        let listeners = Arc::new(ListenerManager::with_telemetry(
             workers.clone(),
             Arc::new(Dispatcher {
                 clusters: clusters.clone(),
                 http: Some(Arc::new(http)),
             }),
+            telemetry.clone(),
+            Duration::from_secs(cli.drain_time_s),
         ));
-        let stats_config = StatsConfig::from_proto(pb.stats_config.as_ref())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let stats = Arc::new(Store::new(stats_config));
         stats.add_source(Arc::new(ClusterStatsSource::new(clusters.clone())));
         let server_stats = Arc::new(ServerStats::new(
             u32::try_from(concurrency).unwrap_or(u32::MAX),
@@ -195,10 +207,13 @@ impl Proxy {
                     }
                 }
                 ready.store(true, Ordering::Relaxed);
+                // The gauge pilot-agent's readiness check reads, not only what /ready computes.
+                server_stats.set_state(crate::stats::server::ServerState::Live);
                 server_stats.set_workers_started();
                 info!("initial configuration applied; ready");
             });
         } else {
+            server_stats.set_state(crate::stats::server::ServerState::Live);
             server_stats.set_workers_started();
         }
 
@@ -234,6 +249,7 @@ impl Proxy {
             routes,
             xds,
             stats,
+            telemetry,
             admin,
             quit,
             ready,
@@ -245,10 +261,12 @@ impl Proxy {
         self.ready.load(Ordering::Relaxed)
     }
 
-    /// Stops accepting, then waits for open connections to finish, at most `limit`.
+    /// Stops accepting and asks open connections to finish (HTTP/1 `connection:
+    /// close`, HTTP/2 GOAWAY), then waits for them, at most `limit`.
     pub async fn drain(&self, limit: Duration) {
-        self.listeners.stop_accepting(false);
         let deadline = tokio::time::Instant::now() + limit;
+        self.listeners.drain_connections(false, deadline);
+        self.listeners.stop_accepting(false);
         while self.listeners.open_connections() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -305,6 +323,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("starting the control runtime")?;
     let proxy = Proxy::start(&cli, pb, control.handle())?;
+    control.spawn(eat_signals_envoy_ignores());
     control.block_on(async {
         tokio::select! {
             _ = shutdown_signal() => {
@@ -314,7 +333,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             _ = proxy.quit.notified() => info!("quitquitquit: exiting"),
         }
     });
+    proxy.telemetry.sinks().flush_all();
     Ok(())
+}
+
+/// Envoy survives SIGHUP (it logs and ignores it) and SIGUSR1 (it reopens its access
+/// logs); so must strait-proxy, which pilot-agent passes these signals on to.
+async fn eat_signals_envoy_ignores() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut usr1)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+    ) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => warn!("caught and ignoring SIGHUP (there is no hot restart)"),
+            _ = usr1.recv() => info!("caught SIGUSR1; access log files are not reopened"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

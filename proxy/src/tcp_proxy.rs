@@ -1,7 +1,10 @@
 //! `envoy.filters.network.tcp_proxy`: pick a cluster and host, connect, and copy bytes
-//! both ways until both sides are done or the idle timeout passes.
+//! both ways until both sides are done, the idle timeout passes or a drain deadline
+//! comes. What happened is written into a [`TcpSession`] for stats and access logs.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -9,10 +12,12 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 use crate::config::listener::{ClusterSpecifier, TcpProxy};
+use crate::http::ResponseFlag;
+use crate::telemetry::{DrainWatch, TcpEnd, TcpSession};
 use crate::upstream::cluster_state::ClusterState;
+use crate::upstream::host::Host;
 use crate::upstream::lb::LbContext;
 use crate::upstream::manager::ClusterManager;
-use crate::upstream::outlier::Outcome;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TcpProxyError {
@@ -59,76 +64,156 @@ pub fn pick_cluster(spec: &ClusterSpecifier, random: u64) -> Option<&str> {
     }
 }
 
-/// Serves one downstream connection through the tcp_proxy filter.
+/// Serves one downstream connection through the tcp_proxy filter, outside any listener.
 pub async fn serve(
     downstream: TcpStream,
     config: &TcpProxy,
     original_dst: Option<SocketAddr>,
     clusters: &ClusterManager,
 ) -> Result<Transferred, TcpProxyError> {
-    let name = pick_cluster(&config.cluster, rand::random())
-        .ok_or_else(|| TcpProxyError::NoCluster(String::new()))?
-        .to_string();
-    let cluster = clusters
-        .get(&name)
-        .ok_or_else(|| TcpProxyError::NoCluster(name.clone()))?;
-    let _breaker = cluster
-        .breakers()
-        .try_acquire_connection()
-        .ok_or_else(|| TcpProxyError::Overflow(name.clone()))?;
-    let upstream = connect(&cluster, original_dst).await?;
-    Ok(pipe(downstream, upstream, config.idle_timeout).await)
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut session = TcpSession::new(
+        downstream.peer_addr().unwrap_or(unspecified),
+        downstream.local_addr().unwrap_or(unspecified),
+    );
+    serve_session(
+        downstream,
+        config,
+        original_dst,
+        clusters,
+        &mut session,
+        DrainWatch::never(),
+    )
+    .await?;
+    Ok(Transferred {
+        downstream_to_upstream: session.bytes_received,
+        upstream_to_downstream: session.bytes_sent,
+    })
+}
+
+/// Serves one downstream connection, recording what happened in `session`; a started
+/// `drain` closes the connection at its deadline.
+pub async fn serve_session(
+    downstream: TcpStream,
+    config: &TcpProxy,
+    original_dst: Option<SocketAddr>,
+    clusters: &ClusterManager,
+    session: &mut TcpSession,
+    drain: DrainWatch,
+) -> Result<(), TcpProxyError> {
+    let Some(name) = pick_cluster(&config.cluster, rand::random()).map(str::to_string) else {
+        session.flags.insert(ResponseFlag::NoClusterFound);
+        return Err(TcpProxyError::NoCluster(String::new()));
+    };
+    session.upstream_cluster = Some(name.clone());
+    let Some(cluster) = clusters.get(&name) else {
+        session.flags.insert(ResponseFlag::NoClusterFound);
+        return Err(TcpProxyError::NoCluster(name));
+    };
+    let Some(_breaker) = cluster.breakers().try_acquire_connection() else {
+        session.flags.insert(ResponseFlag::UpstreamOverflow);
+        return Err(TcpProxyError::Overflow(name));
+    };
+    let (upstream, host) = connect(&cluster, original_dst, session).await?;
+    let _open = host.start_connection();
+    let (moved, end) = pipe_until(downstream, upstream, config.idle_timeout, drain).await;
+    let stats = cluster.stats();
+    stats
+        .upstream_cx_tx_bytes_total
+        .fetch_add(moved.downstream_to_upstream, Ordering::Relaxed);
+    stats
+        .upstream_cx_rx_bytes_total
+        .fetch_add(moved.upstream_to_downstream, Ordering::Relaxed);
+    session.bytes_received = moved.downstream_to_upstream;
+    session.bytes_sent = moved.upstream_to_downstream;
+    session.end = end;
+    Ok(())
 }
 
 async fn connect(
     cluster: &ClusterState,
     original_dst: Option<SocketAddr>,
-) -> Result<TcpStream, TcpProxyError> {
+    session: &mut TcpSession,
+) -> Result<(TcpStream, Arc<Host>), TcpProxyError> {
     let ctx = LbContext {
         original_dst,
         ..LbContext::default()
     };
-    let host = cluster
-        .choose_host(&ctx)
-        .map_err(|_| TcpProxyError::NoHealthyUpstream(cluster.name().to_string()))?;
-    let address = host.address();
-    let config = cluster.config();
-    let fail = |reason: String| TcpProxyError::ConnectFailed {
-        cluster: cluster.name().to_string(),
-        host: address,
-        reason,
+    let Ok(host) = cluster.choose_host(&ctx) else {
+        session.flags.insert(ResponseFlag::NoHealthyUpstream);
+        return Err(TcpProxyError::NoHealthyUpstream(cluster.name().to_string()));
     };
-    let socket = if address.is_ipv4() {
+    let address = host.address();
+    session.upstream_host = Some(address);
+    let config = cluster.config();
+    let fail = |reason: String, session: &mut TcpSession| {
+        cluster.report_tcp_connect_failure(&host, std::time::Instant::now());
+        // One connect attempt (Envoy's default `max_connect_attempts`), and it failed.
+        session
+            .flags
+            .insert(ResponseFlag::UpstreamConnectionFailure);
+        session
+            .flags
+            .insert(ResponseFlag::UpstreamRetryLimitExceeded);
+        // `%UPSTREAM_TRANSPORT_FAILURE_REASON%` comes from a transport socket (TLS); a
+        // plain TCP connect failure has none in Envoy.
+        TcpProxyError::ConnectFailed {
+            cluster: cluster.name().to_string(),
+            host: address,
+            reason,
+        }
+    };
+    let socket = match if address.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
-    }
-    .map_err(|e| fail(e.to_string()))?;
-    if let Some(source) = config.upstream_bind {
-        socket
-            .bind(source)
-            .map_err(|e| fail(format!("binding source {source}: {e}")))?;
+    } {
+        Ok(s) => s,
+        Err(e) => return Err(fail(e.to_string(), session)),
+    };
+    if let Some(source) = config.upstream_bind
+        && let Err(e) = socket.bind(source)
+    {
+        return Err(fail(format!("binding source {source}: {e}"), session));
     }
     let _ = socket.set_nodelay(true);
     match tokio::time::timeout(config.connect_timeout, socket.connect(address)).await {
-        Ok(Ok(stream)) => Ok(stream),
-        Ok(Err(e)) => {
-            cluster.report_outcome(&host, Outcome::ConnectFailed, std::time::Instant::now());
-            Err(fail(e.to_string()))
-        }
+        Ok(Ok(stream)) => Ok((stream, host.clone())),
+        Ok(Err(e)) => Err(fail(describe(&e), session)),
         Err(_) => {
-            cluster.report_outcome(&host, Outcome::ConnectFailed, std::time::Instant::now());
-            Err(fail(format!(
-                "timed out after {:?}",
-                config.connect_timeout
-            )))
+            cluster
+                .stats()
+                .upstream_cx_connect_timeout
+                .fetch_add(1, Ordering::Relaxed);
+            Err(fail(
+                format!("timed out after {:?}", config.connect_timeout),
+                session,
+            ))
         }
+    }
+}
+
+/// Envoy's wording for a failed connect (`delayed connect error: 111`).
+fn describe(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(errno) => format!("delayed connect error: {errno}"),
+        None => format!("delayed connect error: {e}"),
     }
 }
 
 /// Copies both directions, passing half-closes along, until both are done or nothing
 /// moved for `idle`.
 pub async fn pipe(a: TcpStream, b: TcpStream, idle: Option<Duration>) -> Transferred {
+    pipe_until(a, b, idle, DrainWatch::never()).await.0
+}
+
+/// [`pipe`], also ending at the deadline of a started drain.
+pub async fn pipe_until(
+    a: TcpStream,
+    b: TcpStream,
+    idle: Option<Duration>,
+    mut drain: DrainWatch,
+) -> (Transferred, TcpEnd) {
     let (mut a_read, mut a_write) = a.into_split();
     let (mut b_read, mut b_write) = b.into_split();
     let mut a_buf = vec![0u8; 16 * 1024];
@@ -137,6 +222,8 @@ pub async fn pipe(a: TcpStream, b: TcpStream, idle: Option<Duration>) -> Transfe
     let mut moved = Transferred::default();
     let idle = idle.unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
     let mut deadline = Instant::now() + idle;
+    let mut drain_deadline: Option<Instant> = None;
+    let mut end = TcpEnd::Closed;
     while a_open || b_open {
         tokio::select! {
             r = a_read.read(&mut a_buf), if a_open => match r {
@@ -146,6 +233,7 @@ pub async fn pipe(a: TcpStream, b: TcpStream, idle: Option<Duration>) -> Transfe
                 }
                 Ok(n) => {
                     if b_write.write_all(&a_buf[..n]).await.is_err() {
+                        end = TcpEnd::Broken;
                         break;
                     }
                     moved.downstream_to_upstream += n as u64;
@@ -159,16 +247,32 @@ pub async fn pipe(a: TcpStream, b: TcpStream, idle: Option<Duration>) -> Transfe
                 }
                 Ok(n) => {
                     if a_write.write_all(&b_buf[..n]).await.is_err() {
+                        end = TcpEnd::Broken;
                         break;
                     }
                     moved.upstream_to_downstream += n as u64;
                     deadline = Instant::now() + idle;
                 }
             },
-            _ = tokio::time::sleep_until(deadline) => break,
+            _ = tokio::time::sleep_until(deadline) => {
+                end = TcpEnd::IdleTimeout;
+                break;
+            }
+            at = drain.started(), if drain_deadline.is_none() => drain_deadline = Some(at),
+            _ = sleep_until_some(drain_deadline), if drain_deadline.is_some() => {
+                end = TcpEnd::Drained;
+                break;
+            }
         }
     }
-    moved
+    (moved, end)
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]
@@ -314,6 +418,105 @@ mod tests {
         assert!(
             matches!(result, Err(TcpProxyError::ConnectFailed { .. })),
             "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_connects_and_drains_end_sessions() {
+        let clusters = Arc::new(ClusterManager::new(ThreadRandom::shared()));
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let upstream = reverse_server().await;
+        clusters.update_clusters([
+            cluster("dead", vec![dead], true),
+            cluster("backend", vec![upstream], true),
+        ]);
+        let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let front_addr = front.local_addr().unwrap();
+
+        let _client = TcpStream::connect(front_addr).await.unwrap();
+        let (s, peer) = front.accept().await.unwrap();
+        let mut session = TcpSession::new(peer, front_addr);
+        let result = serve_session(
+            s,
+            &proxy_config("missing"),
+            None,
+            &clusters,
+            &mut session,
+            DrainWatch::never(),
+        )
+        .await;
+        assert!(result.is_err());
+        assert_eq!(session.flags.to_string(), "NC");
+
+        let _client = TcpStream::connect(front_addr).await.unwrap();
+        let (s, peer) = front.accept().await.unwrap();
+        let mut session = TcpSession::new(peer, front_addr);
+        let result = serve_session(
+            s,
+            &proxy_config("dead"),
+            None,
+            &clusters,
+            &mut session,
+            DrainWatch::never(),
+        )
+        .await;
+        assert!(matches!(result, Err(TcpProxyError::ConnectFailed { .. })));
+        assert_eq!(session.flags.to_string(), "UF,URX");
+        assert_eq!(session.upstream_host, Some(dead));
+        let stats = clusters.get("dead").unwrap();
+        assert_eq!(
+            stats
+                .stats()
+                .upstream_cx_connect_fail
+                .load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(stats.stats().upstream_cx_total.load(Ordering::Relaxed), 1);
+
+        // An open connection ends at the drain deadline.
+        let mut client = TcpStream::connect(front_addr).await.unwrap();
+        let (s, peer) = front.accept().await.unwrap();
+        let drain = crate::telemetry::Drain::default();
+        let watch = drain.watch();
+        let clusters2 = clusters.clone();
+        let proxy = tokio::spawn(async move {
+            let mut session = TcpSession::new(peer, front_addr);
+            let r = serve_session(
+                s,
+                &proxy_config("backend"),
+                None,
+                &clusters2,
+                &mut session,
+                watch,
+            )
+            .await;
+            (r, session)
+        });
+        client.write_all(b"abc").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let backend = clusters.get("backend").unwrap();
+        assert_eq!(
+            backend.stats().upstream_cx_active.load(Ordering::Relaxed),
+            1
+        );
+        drain.start(Instant::now() + Duration::from_millis(20));
+        let (r, session) = tokio::time::timeout(Duration::from_secs(5), proxy)
+            .await
+            .unwrap()
+            .unwrap();
+        r.unwrap();
+        assert_eq!(session.end, TcpEnd::Drained);
+        assert_eq!(session.bytes_received, 3);
+        assert_eq!(
+            backend.stats().upstream_cx_active.load(Ordering::Relaxed),
+            0
+        );
+        assert_eq!(
+            backend.stats().upstream_cx_destroy.load(Ordering::Relaxed),
+            1
         );
     }
 

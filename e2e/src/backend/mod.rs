@@ -4,7 +4,10 @@
 //! drives a private single-threaded tokio runtime. That keeps a backend
 //! independent of the test's runtime flavour and of whatever the test blocks on.
 
+pub mod grpc;
 mod handler;
+pub mod tcp;
+mod ws;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -29,7 +32,8 @@ use crate::netns::Netns;
 ///
 /// Behaviours chosen by the request: `/status/<code>` answers that code,
 /// `/delay/<ms>` sleeps then answers 200, and a header `x-fail-first: <key>`
-/// makes the first request with that key answer 503. Stopped on drop.
+/// makes the first request with that key answer 503. A WebSocket upgrade request is
+/// answered 101 and its messages echoed back. Stopped on drop.
 #[derive(Debug)]
 pub struct Backend {
     state: Arc<State>,
@@ -161,11 +165,20 @@ async fn serve(
                 };
                 let state = Arc::clone(&state);
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| handler::handle(Arc::clone(&state), req));
+                    let service = service_fn(move |req| {
+                        let state = Arc::clone(&state);
+                        async move {
+                            if ws::is_upgrade(&req) {
+                                ws::accept(state, req).await
+                            } else {
+                                handler::handle(state, req).await
+                            }
+                        }
+                    });
                     // Connection errors (client resets, Envoy closing idle
                     // connections) are part of normal test traffic.
                     let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await;
                 });
             }

@@ -5,9 +5,11 @@
 //! - `time`: `%START_TIME(...)%` formatting.
 //! - `formatter`: [`Formatter`], a parsed text or JSON format.
 //! - `writer`: [`LogSink`]s, a writer thread per destination.
+//! - `http`: a finished HTTP request as a [`LogContext`].
 
 pub mod context;
 pub mod formatter;
+pub mod http;
 pub mod operator;
 pub mod time;
 pub mod writer;

@@ -304,9 +304,12 @@ impl Operator {
             Operator::ResponseDuration => Rendered::millis(ctx.response_duration()),
             Operator::UpstreamCluster => Rendered::opt_str(ctx.upstream_cluster()),
             Operator::UpstreamClusterRaw => Rendered::opt_str(ctx.upstream_cluster_raw()),
-            Operator::UpstreamTransportFailureReason => {
-                Rendered::opt_str(ctx.upstream_transport_failure_reason())
-            }
+            // Envoy prints it with spaces turned into underscores.
+            Operator::UpstreamTransportFailureReason => Rendered::opt_str(
+                ctx.upstream_transport_failure_reason()
+                    .map(|r| r.replace(' ', "_"))
+                    .as_deref(),
+            ),
             Operator::UpstreamRequestAttemptCount => {
                 Rendered::Num(u64::from(ctx.upstream_request_attempt_count().unwrap_or(0)))
             }

@@ -9,7 +9,7 @@ use tokio::net::{TcpSocket, TcpStream};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConnectError {
     /// The connection was refused or failed; the text is Envoy's transport failure
-    /// reason (`delayed connect error: 111`).
+    /// reason (`delayed connect error: Connection refused`).
     #[error("{0}")]
     Failed(String),
     #[error("connect timeout")]
@@ -17,7 +17,9 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
-    /// `%UPSTREAM_TRANSPORT_FAILURE_REASON%`.
+    /// `%UPSTREAM_TRANSPORT_FAILURE_REASON%` (`delayed connect error: Connection refused`,
+    /// as Envoy logs it). Envoy 1.40 keeps a plain TCP failure out of the local reply body
+    /// (see [`is_socket_failure`]); checked against Envoy in `e2e/tests/proxy_diff.rs`.
     pub fn transport_failure_reason(&self) -> Option<String> {
         match self {
             ConnectError::Failed(reason) => Some(reason.clone()),
@@ -26,11 +28,22 @@ impl ConnectError {
     }
 }
 
+const DELAYED_CONNECT_ERROR: &str = "delayed connect error: ";
+
+/// Whether a transport failure reason is the TCP socket's own connect error rather than
+/// a transport socket's (TLS) failure.
+pub fn is_socket_failure(reason: &str) -> bool {
+    reason.starts_with(DELAYED_CONNECT_ERROR)
+}
+
+/// The errno's text without Rust's ` (os error N)` suffix, as `strerror` gives it.
 fn describe(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(errno) => format!("delayed connect error: {errno}"),
-        None => format!("delayed connect error: {e}"),
-    }
+    let text = e.to_string();
+    let text = match text.find(" (os error ") {
+        Some(i) => &text[..i],
+        None => text.as_str(),
+    };
+    format!("{DELAYED_CONNECT_ERROR}{text}")
 }
 
 pub async fn connect(
@@ -74,7 +87,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err,
-            ConnectError::Failed("delayed connect error: 111".into())
+            ConnectError::Failed("delayed connect error: Connection refused".into())
         );
     }
 

@@ -26,7 +26,7 @@ use super::observer::ResponseFlag;
 use super::pool::{self, Protocol, Target};
 use super::progress::Progress;
 use super::replay::{DEFAULT_BUFFER_LIMIT, ReplayLog};
-use super::reset::{AttemptError, reset_body};
+use super::reset::{AttemptError, UPSTREAM_RESET_DETAILS, reset_body, reset_details};
 use super::response::{BodyTimers, Completion};
 
 /// What the stream knows that forwarding needs.
@@ -515,20 +515,41 @@ pub async fn forward(
                 completion,
             );
         }
+        if failure.reason == super::reset::ResetReason::LocalReset && progress.failed() {
+            return downstream_body_failed(completion, to);
+        }
         completion.flag(failure.reason.response_flag());
         completion.info_mut().upstream_transport_failure_reason = failure.transport_failure.clone();
         let text = reset_body(&failure, attempt > 1);
-        return Forwarded::local(
+        let forwarded = Forwarded::local(
             local::failure(
                 failure.reason.status(),
                 &text,
                 to,
-                "upstream_reset_before_response_started",
+                UPSTREAM_RESET_DETAILS,
                 |_| {},
             ),
             completion,
         );
+        completion.info_mut().response_code_details = reset_details(&failure);
+        return forwarded;
     }
+}
+
+/// The downstream request body broke off (a malformed chunk, say) while it was being
+/// sent: Envoy's HTTP/1 codec answers such a protocol error itself, `400 Bad Request`,
+/// and closes the connection. (A client that went away gets nothing either way.)
+fn downstream_body_failed(completion: &mut Completion, to: ReplyTo) -> Forwarded {
+    completion.flag(ResponseFlag::DownstreamProtocolError);
+    let mut forwarded = Forwarded::local(
+        local::failure(400, "Bad Request", to, "codec_error", |_| {}),
+        completion,
+    );
+    forwarded
+        .response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    forwarded
 }
 
 /// The upstream response as it goes downstream.

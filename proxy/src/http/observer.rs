@@ -14,6 +14,17 @@ use crate::config::listener::HttpConnectionManager;
 
 /// Called once per downstream request, on the worker that served it; keep it cheap.
 pub trait RequestObserver: Send + Sync + 'static {
+    /// A request's headers arrived (before routing). Every request that starts is
+    /// also reported done.
+    fn on_request_start(&self, _version: Version) {}
+
+    /// Whether [`RequestInfo::request_headers`] must be filled (access logs read
+    /// `%REQ(...)%`, Istio's metrics the content type); copying them costs an
+    /// allocation per request otherwise spared.
+    fn wants_request_headers(&self) -> bool {
+        true
+    }
+
     fn on_request_done(&self, info: &RequestInfo);
 }
 
@@ -103,25 +114,40 @@ impl ResponseFlag {
     }
 }
 
-/// A set of response flags.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ResponseFlags(u32);
+/// A set of response flags that remembers the order they were raised in: Envoy prints
+/// them in that order (`URX,UF` when the last retry failed to connect).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ResponseFlags {
+    bits: u32,
+    /// Flag numbers in insertion order, four bits each, first in the lowest nibble.
+    order: u64,
+    len: u8,
+}
 
 impl ResponseFlags {
     pub fn insert(&mut self, flag: ResponseFlag) {
-        self.0 |= 1 << flag as u8;
+        if self.contains(flag) {
+            return;
+        }
+        self.bits |= 1 << flag as u8;
+        self.order |= u64::from(flag as u8) << (4 * self.len);
+        self.len += 1;
     }
 
     pub fn contains(&self, flag: ResponseFlag) -> bool {
-        self.0 & (1 << flag as u8) != 0
+        self.bits & (1 << flag as u8) != 0
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0 == 0
+        self.bits == 0
     }
 
+    /// The flags in the order they were raised.
     pub fn iter(&self) -> impl Iterator<Item = ResponseFlag> + '_ {
-        ResponseFlag::ALL.into_iter().filter(|f| self.contains(*f))
+        (0..self.len).filter_map(|i| {
+            let n = (self.order >> (4 * i)) & 0xf;
+            ResponseFlag::ALL.into_iter().find(|f| u64::from(*f as u8) == n)
+        })
     }
 }
 
@@ -284,12 +310,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flags_print_in_envoy_order() {
+    fn flags_print_in_the_order_they_were_raised() {
         let mut flags = ResponseFlags::default();
         assert_eq!(flags.to_string(), "-");
         flags.insert(ResponseFlag::UpstreamRetryLimitExceeded);
         flags.insert(ResponseFlag::UpstreamConnectionFailure);
-        assert_eq!(flags.to_string(), "UF,URX");
+        assert_eq!(flags.to_string(), "URX,UF");
         assert!(flags.contains(ResponseFlag::UpstreamConnectionFailure));
         assert!(!flags.contains(ResponseFlag::NoRouteFound));
         assert_eq!(

@@ -162,6 +162,25 @@ fn find_h2(e: &hyper::Error) -> Option<&h2::Error> {
     None
 }
 
+/// `%RESPONSE_CODE_DETAILS%` of every request that failed upstream before a response,
+/// followed by `{reason|transport failure}` as [`reset_details`] writes it.
+pub const UPSTREAM_RESET_DETAILS: &str = "upstream_reset_before_response_started";
+
+/// Envoy's details for a request that failed upstream without a response:
+/// `upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}`.
+pub fn reset_details(err: &AttemptError) -> String {
+    let mut details = format!(
+        "{UPSTREAM_RESET_DETAILS}{{{}",
+        err.reason.as_str().replace(' ', "_")
+    );
+    if let Some(t) = &err.transport_failure {
+        details.push('|');
+        details.push_str(&t.replace(' ', "_"));
+    }
+    details.push('}');
+    details
+}
+
 /// Envoy's body for a request that failed upstream without a response.
 pub fn reset_body(err: &AttemptError, retried: bool) -> String {
     let mut body = String::from("upstream connect error or disconnect/reset before headers. ");
@@ -170,7 +189,11 @@ pub fn reset_body(err: &AttemptError, retried: bool) -> String {
     }
     body.push_str("reset reason: ");
     body.push_str(err.reason.as_str());
-    if let Some(t) = &err.transport_failure {
+    if let Some(t) = err
+        .transport_failure
+        .as_ref()
+        .filter(|t| !super::connect::is_socket_failure(t))
+    {
         body.push_str(", transport failure reason: ");
         body.push_str(t);
     }
@@ -188,17 +211,36 @@ mod tests {
         assert_eq!(
             reset_body(&refused, false),
             "upstream connect error or disconnect/reset before headers. reset reason: \
-             remote connection failure, transport failure reason: delayed connect error: 111"
+             remote connection failure"
         );
         assert_eq!(
             reset_body(&refused, true),
             "upstream connect error or disconnect/reset before headers. retried and the latest \
-             reset reason: remote connection failure, transport failure reason: delayed connect \
-             error: 111"
+             reset reason: remote connection failure"
+        );
+        let tls = AttemptError {
+            transport_failure: Some("TLS_error".into()),
+            ..refused.clone()
+        };
+        assert_eq!(
+            reset_body(&tls, false),
+            "upstream connect error or disconnect/reset before headers. reset reason: \
+             remote connection failure, transport failure reason: TLS_error"
         );
         assert_eq!(
             reset_body(&AttemptError::overflow(), false),
             crate::upstream::breaker::OVERFLOW_BODY
+        );
+        assert_eq!(
+            reset_details(&AttemptError::connect(&ConnectError::Failed(
+                "delayed connect error: Connection refused".into()
+            ))),
+            "upstream_reset_before_response_started{remote_connection_failure|\
+             delayed_connect_error:_Connection_refused}"
+        );
+        assert_eq!(
+            reset_details(&AttemptError::overflow()),
+            "upstream_reset_before_response_started{overflow}"
         );
         assert_eq!(refused.reason.response_flag().code(), "UF");
         assert_eq!(refused.kind, ResetKind::ConnectFailure);

@@ -4,25 +4,30 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::debug;
 
 use crate::config::listener::{CodecType, HttpConnectionManager};
-use crate::listener::connection::{BoxFuture, HttpHandler};
+use crate::listener::connection::{BoxFuture, ChainContext, HttpHandler};
 use crate::router::RouterOptions;
 use crate::router::downstream::DownstreamConfig;
+use crate::stats::Counter;
+use crate::telemetry::{self, DrainWatch};
 use crate::upstream::ClusterManager;
 
-use super::observer::RequestObserver;
+use super::observer::{RequestInfo, RequestObserver};
 use super::routes::RouteTable;
 use super::stream::{self, ConnCtx, Shared};
 
@@ -68,7 +73,8 @@ impl HttpService {
         destination: SocketAddr,
         hcm: Arc<HttpConnectionManager>,
     ) {
-        serve(self.shared.clone(), stream, peer, destination, hcm).await;
+        let chain = ChainContext::default();
+        serve(self.shared.clone(), stream, peer, destination, hcm, chain).await;
     }
 }
 
@@ -79,9 +85,54 @@ impl HttpHandler for HttpService {
         peer: SocketAddr,
         destination: SocketAddr,
         hcm: Arc<HttpConnectionManager>,
+        chain: ChainContext,
     ) -> BoxFuture {
-        Box::pin(serve(self.shared.clone(), stream, peer, destination, hcm))
+        Box::pin(serve(
+            self.shared.clone(),
+            stream,
+            peer,
+            destination,
+            hcm,
+            chain,
+        ))
     }
+}
+
+/// Reports to two observers (the chain's telemetry and one set on the service).
+struct Both(Arc<dyn RequestObserver>, Arc<dyn RequestObserver>);
+
+impl RequestObserver for Both {
+    fn on_request_start(&self, version: http::Version) {
+        self.0.on_request_start(version);
+        self.1.on_request_start(version);
+    }
+
+    fn wants_request_headers(&self) -> bool {
+        self.0.wants_request_headers() || self.1.wants_request_headers()
+    }
+
+    fn on_request_done(&self, info: &RequestInfo) {
+        self.0.on_request_done(info);
+        self.1.on_request_done(info);
+    }
+}
+
+/// The service's shared parts with the chain's telemetry as the observer.
+fn observed(shared: Arc<Shared>, chain: Option<&Arc<telemetry::HcmTelemetry>>) -> Arc<Shared> {
+    let Some(chain) = chain else {
+        return shared;
+    };
+    let chain: Arc<dyn RequestObserver> = chain.clone();
+    let observer = match &shared.observer {
+        Some(own) => Arc::new(Both(chain, own.clone())),
+        None => chain,
+    };
+    Arc::new(Shared {
+        routes: shared.routes.clone(),
+        clusters: shared.clusters.clone(),
+        observer: Some(observer),
+        active_faults: shared.active_faults.clone(),
+    })
 }
 
 /// Streams in flight on a connection, and since when there have been none.
@@ -144,6 +195,73 @@ impl ActiveStreams {
     }
 }
 
+/// The downstream socket, counting the bytes that cross it
+/// (`downstream_cx_rx_bytes_total`, `downstream_cx_tx_bytes_total`).
+struct Counted {
+    inner: TcpStream,
+    rx: Option<Counter>,
+    tx: Option<Counter>,
+}
+
+fn add(counter: &Option<Counter>, n: usize) {
+    if let Some(c) = counter {
+        c.add(n as u64);
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &polled {
+            add(&self.rx, buf.filled().len() - before);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = &polled {
+            add(&self.tx, *n);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &polled {
+            add(&self.tx, *n);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,11 +304,23 @@ fn h1_buffer(max_header_bytes: usize) -> usize {
     HYPER_DEFAULT.max(max_header_bytes + 8192)
 }
 
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs a connection until it ends: closed gracefully after `idle` without streams; on
+/// a drain, HTTP/2 connections get a GOAWAY (`$goaway`) while HTTP/1 responses carry
+/// `connection: close` (see `serve`); whatever is left goes at the drain deadline.
 macro_rules! drive {
-    ($conn:expr, $streams:expr, $idle:expr) => {{
+    ($conn:expr, $streams:expr, $idle:expr, $drain:expr, $goaway:expr) => {{
         let conn = $conn;
         tokio::pin!(conn);
-        let mut draining = false;
+        let mut drain: DrainWatch = $drain;
+        let mut shutting_down = false;
+        let mut hard_stop: Option<Instant> = None;
         loop {
             tokio::select! {
                 r = conn.as_mut() => {
@@ -199,10 +329,21 @@ macro_rules! drive {
                     }
                     break;
                 }
-                _ = $streams.idle_for($idle), if !draining => {
+                _ = $streams.idle_for($idle), if !shutting_down => {
                     debug!("downstream connection idle; closing");
-                    draining = true;
+                    shutting_down = true;
                     conn.as_mut().graceful_shutdown();
+                }
+                deadline = drain.started(), if hard_stop.is_none() => {
+                    hard_stop = Some(deadline);
+                    if $goaway && !shutting_down {
+                        shutting_down = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                _ = sleep_until_some(hard_stop), if hard_stop.is_some() => {
+                    debug!("drain deadline; closing the downstream connection");
+                    break;
                 }
             }
         }
@@ -215,8 +356,11 @@ async fn serve(
     peer: SocketAddr,
     destination: SocketAddr,
     hcm: Arc<HttpConnectionManager>,
+    chain: ChainContext,
 ) {
     let _ = stream.set_nodelay(true);
+    let mut counted = chain.telemetry.as_ref().map(|t| t.connection());
+    let shared = observed(shared, chain.telemetry.as_ref());
     // Envoy has no default header timeout; the stream idle timeout, else the connection
     // idle timeout, bounds a client that never finishes its headers. (hyper also applies
     // it between keep-alive requests, where the connection idle timeout would.)
@@ -232,6 +376,12 @@ async fn serve(
             None => return,
         },
     };
+    if let Some(c) = &mut counted {
+        c.set_codec(match codec {
+            Codec::Http1 => telemetry::Codec::Http1,
+            Codec::Http2 => telemetry::Codec::Http2,
+        });
+    }
     let streams = ActiveStreams::new();
     let ctx = Arc::new(ConnCtx {
         shared,
@@ -242,14 +392,50 @@ async fn serve(
         destination,
         streams: streams.clone(),
     });
-    let service = service_fn(move |request| {
+    let drain = Arc::new(chain.drain);
+    let service_drain = drain.clone();
+    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(stream::handle(ctx, request).await) }
+        let drain = service_drain.clone();
+        async move {
+            let version = request.version();
+            // Here, not before the future is first polled: a request reported started
+            // is then always reported done (the stream creates its report at once).
+            if let Some(observer) = &ctx.shared.observer {
+                observer.on_request_start(version);
+            }
+            let mut response = stream::handle(ctx, request).await;
+            if version != http::Version::HTTP_2
+                && drain.deadline().is_some()
+                && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
+            {
+                // Envoy's drain for HTTP/1: the next response ends the connection.
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let max_header_bytes = usize::try_from(hcm.max_request_headers_kb)
         .unwrap_or(usize::MAX / 2048)
         .saturating_mul(1024);
-    let io = TokioIo::new(stream);
+    let (rx, tx) = match &chain.telemetry {
+        Some(t) => {
+            let c = &t.stats().counters;
+            (
+                Some(c.downstream_cx_rx_bytes_total.clone()),
+                Some(c.downstream_cx_tx_bytes_total.clone()),
+            )
+        }
+        None => (None, None),
+    };
+    let io = TokioIo::new(Counted {
+        inner: stream,
+        rx,
+        tx,
+    });
     match codec {
         Codec::Http1 => {
             let mut builder = hyper::server::conn::http1::Builder::new();
@@ -262,7 +448,9 @@ async fn serve(
             drive!(
                 builder.serve_connection(io, service).with_upgrades(),
                 streams,
-                hcm.idle_timeout
+                hcm.idle_timeout,
+                (*drain).clone(),
+                false
             );
         }
         Codec::Http2 => {
@@ -273,7 +461,9 @@ async fn serve(
             drive!(
                 builder.serve_connection(io, service),
                 streams,
-                hcm.idle_timeout
+                hcm.idle_timeout,
+                (*drain).clone(),
+                true
             );
         }
     }

@@ -146,12 +146,16 @@ fn finish(
         Version::HTTP_10 => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    // Envoy's default `server_header_transformation` (OVERWRITE).
+    set_server(&mut response, ctx);
+    response::finish(response, completion, timers)
+}
+
+/// Envoy's default `server_header_transformation` (OVERWRITE), upgrades included.
+fn set_server(response: &mut Response<ProxyBody>, ctx: &ConnCtx) {
     let name = ctx.hcm.server_name.as_deref().unwrap_or("envoy");
     if let Ok(v) = HeaderValue::from_str(name) {
         response.headers_mut().insert(header::SERVER, v);
     }
-    response::finish(response, completion, timers)
 }
 
 pub async fn handle(ctx: Arc<ConnCtx>, mut request: Request<Incoming>) -> Response<ProxyBody> {
@@ -177,7 +181,7 @@ pub async fn handle(ctx: Arc<ConnCtx>, mut request: Request<Incoming>) -> Respon
     info.stat_prefix = ctx.hcm.stat_prefix.clone();
     info.connection_manager = Some(ctx.hcm.clone());
     let observer = ctx.shared.observer.clone();
-    let keep_headers = observer.is_some();
+    let keep_headers = observer.as_ref().is_some_and(|o| o.wants_request_headers());
     let mut completion = Completion::new(info, start, observer);
     completion.hold(ctx.streams.start());
     let progress = Progress::new(start);
@@ -253,7 +257,8 @@ pub async fn handle(ctx: Arc<ConnCtx>, mut request: Request<Incoming>) -> Respon
         request_timeout: ctx.hcm.request_timeout,
         progress,
     };
-    let forwarded = match decision.outcome {
+    let upgrade_requested = upgrade_type.is_some();
+    let mut forwarded = match decision.outcome {
         Outcome::Direct { reason, reply } => {
             if let Some(flag) = reason.response_flag().and_then(ResponseFlag::from_code) {
                 completion.flag(flag);
@@ -299,6 +304,7 @@ pub async fn handle(ctx: Arc<ConnCtx>, mut request: Request<Incoming>) -> Respon
                             idle,
                         } => {
                             *response.version_mut() = Version::HTTP_11;
+                            set_server(&mut response, &ctx);
                             completion.response_started(&response);
                             upgrade::spawn_tunnel(on_upgrade, upstream, idle, completion, hold);
                             return response;
@@ -309,6 +315,14 @@ pub async fn handle(ctx: Arc<ConnCtx>, mut request: Request<Incoming>) -> Respon
             _ => forward::forward(&fd, &facts, parts, body, &mut completion).await,
         },
     };
+    if upgrade_requested {
+        // As Envoy's HTTP/1 codec: after an upgrade that did not happen, the connection
+        // is in an unknown state, so it closes.
+        forwarded
+            .response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     finish(
         forwarded.response,
         completion,

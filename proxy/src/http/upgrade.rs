@@ -142,16 +142,18 @@ pub async fn forward(
             completion.flag(e.reason.response_flag());
             completion.info_mut().upstream_transport_failure_reason = e.transport_failure.clone();
             let text = reset_body(&e, false);
-            return local_reply(
+            let reply = local_reply(
                 local::failure(
                     e.reason.status(),
                     &text,
                     to,
-                    "upstream_reset_before_response_started",
+                    super::reset::UPSTREAM_RESET_DETAILS,
                     |_| {},
                 ),
                 completion,
             );
+            completion.info_mut().response_code_details = super::reset::reset_details(&e);
+            return reply;
         }
     };
     cluster.report_outcome(

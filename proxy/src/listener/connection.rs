@@ -1,5 +1,6 @@
 //! What happens to an accepted connection: the original-destination handoff, the
-//! listener filters (inspectors), filter-chain selection, then the network filter.
+//! listener filters (inspectors), filter-chain selection, then the network filter, with
+//! the chain's telemetry and drain.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,6 +17,7 @@ use super::inspect::{self, Detection, MAX_INSPECT_BYTES};
 use super::original_dst::original_destination;
 use crate::config::listener::{FilterChain, HttpConnectionManager, Listener, NetworkFilter};
 use crate::tcp_proxy;
+use crate::telemetry::{ChainTelemetry, DrainWatch, HcmTelemetry, ListenerTelemetry, TcpSession};
 use crate::upstream::manager::ClusterManager;
 
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -24,27 +26,35 @@ pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// (Envoy's `listener_filters_timeout` with `continue_on_listener_filters_timeout`).
 pub const LISTENER_FILTERS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A listener config as it serves: the config and the telemetry built for it.
+#[derive(Debug)]
+pub struct Installed {
+    pub config: Arc<Listener>,
+    pub telemetry: Arc<ListenerTelemetry>,
+}
+
 /// Every listener by address, for the handoff from `use_original_dst` listeners.
 #[derive(Debug, Default)]
 pub struct ListenerLookup {
-    exact: HashMap<SocketAddr, Arc<Listener>>,
-    wildcard_port: HashMap<u16, Arc<Listener>>,
+    exact: HashMap<SocketAddr, Arc<Installed>>,
+    wildcard_port: HashMap<u16, Arc<Installed>>,
 }
 
 impl ListenerLookup {
-    pub fn new(listeners: Vec<Arc<Listener>>) -> ListenerLookup {
+    pub fn new(listeners: Vec<Arc<Installed>>) -> ListenerLookup {
         let mut lookup = ListenerLookup::default();
         for l in listeners {
-            if l.address.ip().is_unspecified() {
-                lookup.wildcard_port.insert(l.address.port(), l.clone());
+            let address = l.config.address;
+            if address.ip().is_unspecified() {
+                lookup.wildcard_port.insert(address.port(), l.clone());
             }
-            lookup.exact.insert(l.address, l);
+            lookup.exact.insert(address, l);
         }
         lookup
     }
 
     /// The listener for a destination: exact IP:port, else the wildcard one on the port.
-    pub fn find(&self, destination: SocketAddr) -> Option<&Arc<Listener>> {
+    pub fn find(&self, destination: SocketAddr) -> Option<&Arc<Installed>> {
         self.exact
             .get(&destination)
             .or_else(|| self.wildcard_port.get(&destination.port()))
@@ -56,9 +66,27 @@ pub trait ConnectionHandler: Send + Sync + 'static {
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-        listener: Arc<Listener>,
+        listener: Arc<Installed>,
         lookup: Arc<ListenerLookup>,
     ) -> BoxFuture;
+}
+
+/// What an HTTP connection manager gets from its filter chain besides the socket.
+#[derive(Clone, Debug)]
+pub struct ChainContext {
+    /// The connection manager's telemetry (stats, access logs).
+    pub telemetry: Option<Arc<HcmTelemetry>>,
+    /// Started when the chain's listener drains.
+    pub drain: DrainWatch,
+}
+
+impl Default for ChainContext {
+    fn default() -> Self {
+        ChainContext {
+            telemetry: None,
+            drain: DrainWatch::never(),
+        }
+    }
 }
 
 /// Serves connections whose chain ends in an HTTP connection manager.
@@ -69,6 +97,7 @@ pub trait HttpHandler: Send + Sync + 'static {
         peer: SocketAddr,
         destination: SocketAddr,
         hcm: Arc<HttpConnectionManager>,
+        chain: ChainContext,
     ) -> BoxFuture;
 }
 
@@ -83,34 +112,49 @@ impl ConnectionHandler for Dispatcher {
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-        listener: Arc<Listener>,
+        listener: Arc<Installed>,
         lookup: Arc<ListenerLookup>,
     ) -> BoxFuture {
         let clusters = self.clusters.clone();
         let http = self.http.clone();
-        let span = info_span!("conn", listener = %listener.name, peer = %peer);
+        let span = info_span!("conn", listener = %listener.config.name, peer = %peer);
         Box::pin(
             async move {
                 let Ok(local) = stream.local_addr() else {
                     return;
                 };
-                let destination =
-                    if listener.use_original_dst || listener.listener_filters.original_dst {
-                        original_destination(&stream, local).unwrap_or(local)
-                    } else {
-                        local
-                    };
-                let listener = handoff(listener, &lookup, destination);
-                let facts = inspect_connection(&stream, &listener, peer, destination).await;
+                let config = &listener.config;
+                let destination = if config.use_original_dst || config.listener_filters.original_dst
+                {
+                    original_destination(&stream, local).unwrap_or(local)
+                } else {
+                    local
+                };
+                let installed = handoff(listener, &lookup, destination);
+                let listener = &installed.config;
+                let stats = &installed.telemetry.stats;
+                let facts = {
+                    let _inspecting = stats.counters.downstream_pre_cx_active.track();
+                    inspect_connection(&stream, listener, peer, destination).await
+                };
                 let Some(chain) = filter_chain::select(
                     &listener.filter_chains,
                     listener.default_filter_chain.as_ref(),
                     &facts,
                 ) else {
+                    stats.counters.no_filter_chain_match.inc();
                     debug!(%destination, "no filter chain matched; closing");
                     return;
                 };
-                run_chain(chain, stream, peer, destination, &clusters, http.as_deref()).await;
+                let _open = stats.connection();
+                let chain_telemetry = installed.telemetry.chain(listener, chain);
+                let conn = Conn {
+                    stream,
+                    peer,
+                    destination,
+                    server_name: facts.server_name,
+                };
+                run_chain(chain, chain_telemetry, conn, &clusters, http.as_deref()).await;
             }
             .instrument(span),
         )
@@ -120,15 +164,15 @@ impl ConnectionHandler for Dispatcher {
 /// A connection accepted by a `use_original_dst` listener moves to the listener that
 /// owns its original destination, if there is one other than itself.
 fn handoff(
-    listener: Arc<Listener>,
+    listener: Arc<Installed>,
     lookup: &ListenerLookup,
     destination: SocketAddr,
-) -> Arc<Listener> {
-    if !listener.use_original_dst {
+) -> Arc<Installed> {
+    if !listener.config.use_original_dst {
         return listener;
     }
     match lookup.find(destination) {
-        Some(target) if target.name != listener.name => target.clone(),
+        Some(target) if target.config.name != listener.config.name => target.clone(),
         _ => listener,
     }
 }
@@ -192,23 +236,63 @@ async fn inspect_connection(
     }
 }
 
-async fn run_chain(
-    chain: &FilterChain,
+/// An accepted connection on its way to a network filter.
+struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
     destination: SocketAddr,
+    /// SNI, when the TLS inspector saw one.
+    server_name: Option<String>,
+}
+
+async fn run_chain(
+    chain: &FilterChain,
+    telemetry: Option<&ChainTelemetry>,
+    conn: Conn,
     clusters: &ClusterManager,
     http: Option<&dyn HttpHandler>,
 ) {
+    let drain = telemetry.map_or_else(DrainWatch::never, |t| t.drain.watch());
     match &chain.filter {
         NetworkFilter::TcpProxy(config) => {
-            match tcp_proxy::serve(stream, config, Some(destination), clusters).await {
-                Ok(moved) => debug!(chain = %chain.name, ?moved, "tcp_proxy done"),
+            let tcp = telemetry.and_then(ChainTelemetry::tcp);
+            let mut session = match tcp {
+                Some(t) => t.session(conn.peer, conn.destination),
+                None => TcpSession::new(conn.peer, conn.destination),
+            };
+            session.requested_server_name = conn.server_name;
+            let result = tcp_proxy::serve_session(
+                conn.stream,
+                config,
+                Some(conn.destination),
+                clusters,
+                &mut session,
+                drain,
+            )
+            .await;
+            if let Some(t) = tcp {
+                t.finish(&mut session);
+            }
+            match result {
+                Ok(()) => debug!(chain = %chain.name, end = ?session.end, "tcp_proxy done"),
                 Err(e) => debug!(chain = %chain.name, error = %e, "tcp_proxy failed"),
             }
         }
         NetworkFilter::HttpConnectionManager(hcm) => match http {
-            Some(http) => http.serve(stream, peer, destination, hcm.clone()).await,
+            Some(http) => {
+                let context = ChainContext {
+                    telemetry: telemetry.and_then(ChainTelemetry::http).cloned(),
+                    drain,
+                };
+                http.serve(
+                    conn.stream,
+                    conn.peer,
+                    conn.destination,
+                    hcm.clone(),
+                    context,
+                )
+                .await;
+            }
             None => debug!(chain = %chain.name, "no HTTP handler; closing"),
         },
     }
@@ -218,9 +302,10 @@ async fn run_chain(
 mod tests {
     use super::*;
     use crate::config::listener::ListenerFilters;
+    use crate::telemetry::Telemetry;
 
-    fn listener(name: &str, addr: &str, use_original_dst: bool) -> Arc<Listener> {
-        Arc::new(Listener {
+    fn listener(name: &str, addr: &str, use_original_dst: bool) -> Arc<Installed> {
+        let config = Listener {
             name: name.into(),
             address: addr.parse().unwrap(),
             bind_to_port: !addr.starts_with("0.0.0.0:9080"),
@@ -230,6 +315,10 @@ mod tests {
             default_filter_chain: None,
             transparent: false,
             stat_prefix: None,
+        };
+        Arc::new(Installed {
+            telemetry: Arc::new(ListenerTelemetry::new(&Telemetry::detached(), &config)),
+            config: Arc::new(config),
         })
     }
 
@@ -241,6 +330,7 @@ mod tests {
         let lookup = ListenerLookup::new(vec![outbound.clone(), http, tcp]);
         let to = |dst: &str| {
             handoff(outbound.clone(), &lookup, dst.parse().unwrap())
+                .config
                 .name
                 .clone()
         };
@@ -255,7 +345,9 @@ mod tests {
         // A listener without use_original_dst never hands off.
         let plain = listener("plain", "127.0.0.1:80", false);
         assert_eq!(
-            handoff(plain, &lookup, "10.96.0.11:9080".parse().unwrap()).name,
+            handoff(plain, &lookup, "10.96.0.11:9080".parse().unwrap())
+                .config
+                .name,
             "plain"
         );
     }

@@ -1,20 +1,29 @@
 //! The listener manager: binds listeners, runs an accept loop per worker on each bound
 //! socket, and swaps listener configs without closing sockets. Connections keep the
-//! config they were accepted with; a removed listener stops accepting and its open
-//! connections are left to finish (drain).
+//! config they were accepted with. A removed or replaced listener stops accepting and
+//! its connections drain; a listener updated in place drains the connections of the
+//! filter chains that changed (Envoy's in-place filter chain update).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::connection::{ConnectionHandler, ListenerLookup};
+use super::connection::{ConnectionHandler, Installed, ListenerLookup};
 use crate::config::listener::Listener;
+use crate::stats::Gauge;
+use crate::telemetry::{ListenerTelemetry, Telemetry};
 use crate::worker::Workers;
+
+/// Envoy's default `--drain-time-s`.
+pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(600);
 
 /// A listener that could not be put in place, for the LDS NACK.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,11 +33,11 @@ pub struct ListenerError {
 }
 
 struct Active {
-    config: Arc<ArcSwap<Listener>>,
+    current: Arc<ArcSwap<Installed>>,
     address: SocketAddr,
     bound: bool,
     /// Flipped to true to stop the accept loops.
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
 }
 
 pub struct ListenerManager {
@@ -38,45 +47,75 @@ pub struct ListenerManager {
     /// Every listener by address, for the original-destination handoff.
     lookup: Arc<ArcSwap<ListenerLookup>>,
     /// Connections open on any listener, for draining.
-    open_connections: Arc<std::sync::atomic::AtomicUsize>,
+    open_connections: Arc<AtomicUsize>,
+    telemetry: Arc<Telemetry>,
+    drain_time: Duration,
 }
 
 /// Counts a connection as open until dropped.
-struct OpenConnection(Arc<std::sync::atomic::AtomicUsize>);
+struct OpenConnection(Arc<AtomicUsize>);
 
 impl OpenConnection {
-    fn new(counter: &Arc<std::sync::atomic::AtomicUsize>) -> OpenConnection {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fn new(counter: &Arc<AtomicUsize>) -> OpenConnection {
+        counter.fetch_add(1, Ordering::Relaxed);
         OpenConnection(counter.clone())
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
+fn is_inbound(name: &str) -> bool {
+    name.contains("inbound") || name.contains("Inbound")
+}
+
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
 impl ListenerManager {
+    /// A manager whose stats nobody reads, draining for Envoy's default time.
     pub fn new(workers: Arc<Workers>, handler: Arc<dyn ConnectionHandler>) -> ListenerManager {
+        ListenerManager::with_telemetry(workers, handler, Telemetry::detached(), DEFAULT_DRAIN_TIME)
+    }
+
+    pub fn with_telemetry(
+        workers: Arc<Workers>,
+        handler: Arc<dyn ConnectionHandler>,
+        telemetry: Arc<Telemetry>,
+        drain_time: Duration,
+    ) -> ListenerManager {
         ListenerManager {
             workers,
             handler,
             active: Mutex::new(HashMap::new()),
             lookup: Arc::new(ArcSwap::from_pointee(ListenerLookup::default())),
-            open_connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            open_connections: Arc::new(AtomicUsize::new(0)),
+            telemetry,
+            drain_time,
         }
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    pub fn drain_time(&self) -> Duration {
+        self.drain_time
     }
 
     /// Connections currently open on all listeners.
     pub fn open_connections(&self) -> usize {
-        self.open_connections
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.open_connections.load(Ordering::Relaxed)
     }
 
     /// Makes the given listeners the complete set (state-of-the-world). New sockets are
     /// bound before anything else changes, so a failure rejects the whole update and
-    /// leaves the previous set serving.
+    /// leaves the previous set serving. A listener passed as the same `Arc` as before
+    /// is unchanged.
     pub fn update(&self, listeners: Vec<Arc<Listener>>) -> Result<(), Vec<ListenerError>> {
         let mut errors = Vec::new();
         let mut seen: HashMap<SocketAddr, &str> = HashMap::new();
@@ -118,54 +157,117 @@ impl ListenerManager {
             }
         }
         if !errors.is_empty() {
+            let stats = self.telemetry.listener_manager();
+            stats.listener_create_failure.add(count(errors.len()));
             return Err(errors);
         }
 
-        let wanted: std::collections::HashSet<&str> =
-            listeners.iter().map(|l| l.name.as_str()).collect();
+        let stats = self.telemetry.listener_manager();
+        let deadline = Instant::now() + self.drain_time;
+        let wanted: HashSet<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
         active.retain(|name, a| {
             let keep = wanted.contains(name.as_str());
             if !keep {
                 info!(listener = %name, "listener removed; its connections drain");
                 let _ = a.stop.send(true);
+                self.drain_listener(&a.current.load(), deadline);
+                stats.listener_removed.inc();
             }
             keep
         });
+        let replaced: HashSet<&str> = fresh.iter().map(|(l, _)| l.name.as_str()).collect();
         for listener in &listeners {
-            if let Some(a) = active.get(&listener.name) {
-                a.config.store(listener.clone());
+            if replaced.contains(listener.name.as_str()) {
+                continue;
             }
+            let Some(a) = active.get(&listener.name) else {
+                continue;
+            };
+            let old = a.current.load_full();
+            if Arc::ptr_eq(&old.config, listener) {
+                continue;
+            }
+            let next = ListenerTelemetry::updated(&self.telemetry, listener, Some(&old.telemetry));
+            let drained = old.telemetry.drain_replaced(&next, deadline);
+            self.track_draining(&stats.total_filter_chains_draining, drained);
+            a.current.store(Arc::new(Installed {
+                config: listener.clone(),
+                telemetry: Arc::new(next),
+            }));
+            stats.listener_modified.inc();
+            stats.listener_in_place_updated.inc();
+            stats.listener_create_success.add(count(self.workers.len()));
         }
         for (listener, socket) in fresh {
-            if let Some(old) = active.remove(&listener.name) {
-                let _ = old.stop.send(true);
+            match active.remove(&listener.name) {
+                Some(old) => {
+                    info!(listener = %listener.name, "listener replaced; the old one drains");
+                    let _ = old.stop.send(true);
+                    self.drain_listener(&old.current.load(), deadline);
+                    stats.listener_modified.inc();
+                }
+                None => stats.listener_added.inc(),
             }
-            let config = Arc::new(ArcSwap::new(listener.clone()));
+            let installed = Arc::new(Installed {
+                telemetry: Arc::new(ListenerTelemetry::new(&self.telemetry, &listener)),
+                config: listener.clone(),
+            });
+            let current = Arc::new(ArcSwap::new(installed));
             let (stop, stopped) = watch::channel(false);
             if let Some(socket) = socket {
-                self.start_accepting(&listener, socket, config.clone(), stopped);
+                self.start_accepting(&listener, socket, current.clone(), stopped);
             }
+            stats.listener_create_success.add(count(self.workers.len()));
             active.insert(
                 listener.name.clone(),
                 Active {
-                    config,
+                    current,
                     address: listener.address,
                     bound: listener.bind_to_port,
-                    stop,
+                    stop: Arc::new(stop),
                 },
             );
         }
+        stats.total_listeners_active.set(count(active.len()));
         self.lookup.store(Arc::new(ListenerLookup::new(
-            active.values().map(|a| a.config.load_full()).collect(),
+            active.values().map(|a| a.current.load_full()).collect(),
         )));
         Ok(())
+    }
+
+    /// Every connection of a listener that is going away drains; the listener counts
+    /// as draining for the drain time, as in Envoy.
+    fn drain_listener(&self, installed: &Installed, deadline: Instant) {
+        installed.telemetry.drain_all(deadline);
+        let stats = self.telemetry.listener_manager();
+        self.track_draining(&stats.total_listeners_draining, 1);
+    }
+
+    /// Raises a draining gauge by `n` for the drain time.
+    fn track_draining(&self, gauge: &Gauge, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let n = count(n);
+        gauge.add(n);
+        let gauge = gauge.clone();
+        let drain_time = self.drain_time;
+        match self.workers.iter().next() {
+            Some(worker) => {
+                worker.spawn(async move {
+                    tokio::time::sleep(drain_time).await;
+                    gauge.sub(n);
+                });
+            }
+            None => gauge.sub(n),
+        }
     }
 
     fn start_accepting(
         &self,
         listener: &Listener,
         socket: std::net::TcpListener,
-        config: Arc<ArcSwap<Listener>>,
+        current: Arc<ArcSwap<Installed>>,
         stopped: watch::Receiver<bool>,
     ) {
         info!(listener = %listener.name, address = %listener.address, "listening");
@@ -177,7 +279,7 @@ impl ListenerManager {
                     continue;
                 }
             };
-            let config = config.clone();
+            let current = current.clone();
             let handler = self.handler.clone();
             let lookup = self.lookup.clone();
             let open = self.open_connections.clone();
@@ -195,18 +297,18 @@ impl ListenerManager {
                     tokio::select! {
                         accepted = socket.accept() => match accepted {
                             Ok((stream, peer)) => {
-                                let listener = config.load_full();
+                                let installed = current.load_full();
                                 let handler = handler.clone();
                                 let lookup = lookup.load_full();
                                 let counted = OpenConnection::new(&open);
                                 tokio::spawn(async move {
-                                    handler.handle(stream, peer, listener, lookup).await;
+                                    handler.handle(stream, peer, installed, lookup).await;
                                     drop(counted);
                                 });
                             }
                             Err(e) => {
                                 debug!(listener = %name, error = %e, "accept failed");
-                                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                                tokio::time::sleep(Duration::from_millis(10)).await;
                             }
                         },
                         _ = stopped.changed() => {
@@ -220,15 +322,62 @@ impl ListenerManager {
         }
     }
 
-    /// Stops accepting on every listener (`/drain_listeners`, shutdown); open
-    /// connections go on.
+    /// Stops accepting on every listener (or the inbound ones); open connections go on.
     pub fn stop_accepting(&self, inbound_only: bool) {
         let active = self.active.lock();
         for (name, a) in active.iter() {
-            if inbound_only && !name.contains("inbound") && !name.contains("Inbound") {
+            if inbound_only && !is_inbound(name) {
                 continue;
             }
             let _ = a.stop.send(true);
+        }
+    }
+
+    /// Asks every connection of the listeners (or the inbound ones) to finish by
+    /// `deadline`: HTTP/1 responses say `connection: close`, HTTP/2 connections get a
+    /// GOAWAY, the rest close at the deadline. New connections are drained too.
+    pub fn drain_connections(&self, inbound_only: bool, deadline: Instant) {
+        let active = self.active.lock();
+        for (name, a) in active.iter() {
+            if inbound_only && !is_inbound(name) {
+                continue;
+            }
+            a.current.load().telemetry.drain_all(deadline);
+        }
+    }
+
+    /// Envoy's `/drain_listeners`: with `graceful`, connections drain for the drain
+    /// time and then the listeners stop (unless `skip_exit`); otherwise they stop now.
+    pub fn drain_listeners(&self, inbound_only: bool, graceful: bool, skip_exit: bool) {
+        if !graceful {
+            self.stop_accepting(inbound_only);
+            return;
+        }
+        self.drain_connections(inbound_only, Instant::now() + self.drain_time);
+        if skip_exit {
+            return;
+        }
+        let stops: Vec<Arc<watch::Sender<bool>>> = self
+            .active
+            .lock()
+            .iter()
+            .filter(|(name, _)| !inbound_only || is_inbound(name))
+            .map(|(_, a)| a.stop.clone())
+            .collect();
+        let drain_time = self.drain_time;
+        let stop_all = move || {
+            for stop in &stops {
+                let _ = stop.send(true);
+            }
+        };
+        match self.workers.iter().next() {
+            Some(worker) => {
+                worker.spawn(async move {
+                    tokio::time::sleep(drain_time).await;
+                    stop_all();
+                });
+            }
+            None => stop_all(),
         }
     }
 
@@ -238,7 +387,7 @@ impl ListenerManager {
             .active
             .lock()
             .values()
-            .map(|a| a.config.load_full())
+            .map(|a| a.current.load().config.clone())
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out

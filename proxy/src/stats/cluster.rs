@@ -33,7 +33,20 @@ fn count(n: usize) -> u64 {
 pub fn collect_cluster(state: &ClusterState, out: &mut Collector<'_>) {
     let scope = format!("cluster.{}", state.stat_name());
     let s = state.stats();
-    let counters: [(&str, &AtomicU64); 20] = [
+    let b = state.breakers().stats();
+    out.counter(
+        format!("{scope}.upstream_rq_total"),
+        s.upstream_rq_total(b.pending_resource_overflow),
+    );
+    out.counter(
+        format!("{scope}.upstream_rq_retry"),
+        load(&s.upstream_rq_retry) + b.upstream_rq_retry,
+    );
+    out.counter(
+        format!("{scope}.upstream_rq_pending_total"),
+        load(&s.upstream_rq_pending_total) + b.upstream_rq_pending_total,
+    );
+    let counters: [(&str, &AtomicU64); 17] = [
         ("upstream_cx_none_healthy", &s.upstream_cx_none_healthy),
         ("lb_healthy_panic", &s.lb_healthy_panic),
         ("membership_change", &s.membership_change),
@@ -47,14 +60,11 @@ pub fn collect_cluster(state: &ClusterState, out: &mut Collector<'_>) {
         ("upstream_cx_destroy", &s.upstream_cx_destroy),
         ("upstream_cx_rx_bytes_total", &s.upstream_cx_rx_bytes_total),
         ("upstream_cx_tx_bytes_total", &s.upstream_cx_tx_bytes_total),
-        ("upstream_rq_total", &s.upstream_rq_total),
-        ("upstream_rq_pending_total", &s.upstream_rq_pending_total),
         ("upstream_rq_timeout", &s.upstream_rq_timeout),
         (
             "upstream_rq_per_try_timeout",
             &s.upstream_rq_per_try_timeout,
         ),
-        ("upstream_rq_retry", &s.upstream_rq_retry),
         ("upstream_rq_retry_success", &s.upstream_rq_retry_success),
         (
             "upstream_rq_retry_limit_exceeded",
@@ -79,10 +89,8 @@ pub fn collect_cluster(state: &ClusterState, out: &mut Collector<'_>) {
     );
     out.gauge(
         format!("{scope}.upstream_rq_pending_active"),
-        load(&s.upstream_rq_pending_active),
+        load(&s.upstream_rq_pending_active) + b.pending_requests,
     );
-
-    let b = state.breakers().stats();
     out.counter(
         format!("{scope}.upstream_cx_overflow"),
         b.upstream_cx_overflow,
@@ -127,10 +135,8 @@ pub fn collect_cluster(state: &ClusterState, out: &mut Collector<'_>) {
     let hosts = state.hosts();
     let extra = state.original_dst_hosts();
     let all = hosts.hosts().iter().chain(extra.iter());
-    let (mut cx_active, mut rq_active, mut total, mut healthy, mut degraded) = (0, 0, 0, 0, 0);
+    let (mut total, mut healthy, mut degraded) = (0, 0, 0);
     for h in all {
-        cx_active += h.stats().active_connections();
-        rq_active += h.stats().active_requests();
         total += 1;
         if h.is_healthy() {
             healthy += 1;
@@ -139,8 +145,16 @@ pub fn collect_cluster(state: &ClusterState, out: &mut Collector<'_>) {
             degraded += 1;
         }
     }
-    out.gauge(format!("{scope}.upstream_cx_active"), cx_active);
-    out.gauge(format!("{scope}.upstream_rq_active"), rq_active);
+    // Kept by the connection and request guards, so hosts that left the set (or
+    // ORIGINAL_DST hosts already cleaned up) still count while they are in use.
+    out.gauge(
+        format!("{scope}.upstream_cx_active"),
+        load(&s.upstream_cx_active),
+    );
+    out.gauge(
+        format!("{scope}.upstream_rq_active"),
+        load(&s.upstream_rq_active),
+    );
     out.gauge(format!("{scope}.membership_total"), total);
     out.gauge(format!("{scope}.membership_healthy"), healthy);
     out.gauge(format!("{scope}.membership_degraded"), degraded);
@@ -195,7 +209,7 @@ mod tests {
     use crate::config::cluster::{Cluster, Discovery, HttpProtocolOptions, LbPolicy, Thresholds};
     use crate::config::endpoint::{ClusterLoadAssignment, LbEndpoint, Locality};
     use crate::stats::Store;
-    use crate::upstream::SeededRandom;
+    use crate::upstream::{LbContext, Outcome, SeededRandom};
     use std::collections::BTreeMap;
     use std::time::Duration;
 
@@ -242,24 +256,31 @@ mod tests {
         let store = Store::default();
         store.add_source(Arc::new(ClusterStatsSource::new(manager.clone())));
         let state = manager.get(name).unwrap();
-        state
-            .stats()
-            .upstream_rq_total
-            .fetch_add(2, Ordering::Relaxed);
         state.stats().upstream_rq.record(200);
         let _held = state.breakers().try_acquire_request().unwrap();
         assert!(state.breakers().try_acquire_request().is_none());
-        let host = state.hosts().hosts()[0].clone();
+        // Requests and connections count once the cluster has picked the host.
+        let host = state.choose_host(&LbContext::default()).unwrap();
         let _rq = host.start_request();
+        let _sent = host.start_request();
+        drop(host.start_connection());
+        let _open = host.start_connection();
+        // A request whose connection failed was never sent.
+        let _failed = host.start_request();
+        state.report_outcome(&host, Outcome::ConnectFailed, std::time::Instant::now());
 
         let snap = store.snapshot();
         let v = |stat: &str| snap.value(&format!("cluster.{name}.{stat}"));
         assert_eq!(v("upstream_rq_total"), Some(2));
+        assert_eq!(v("upstream_cx_total"), Some(3));
+        assert_eq!(v("upstream_cx_connect_fail"), Some(1));
+        assert_eq!(v("upstream_cx_active"), Some(1));
+        assert_eq!(v("upstream_cx_destroy"), Some(1));
         assert_eq!(v("upstream_rq_200"), Some(1));
         assert_eq!(v("upstream_rq_2xx"), Some(1));
         assert_eq!(v("upstream_rq_completed"), Some(1));
         assert_eq!(v("upstream_rq_pending_overflow"), Some(1));
-        assert_eq!(v("upstream_rq_active"), Some(1));
+        assert_eq!(v("upstream_rq_active"), Some(3));
         assert_eq!(v("membership_total"), Some(1));
         assert_eq!(v("membership_healthy"), Some(1));
         assert_eq!(v("circuit_breakers.default.rq_open"), Some(1));

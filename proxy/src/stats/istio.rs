@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::Store;
+use super::{Counter, Histogram, Store};
 
 /// Istio's custom stat namespace: Prometheus prints these stats without `envoy_`.
 pub const NAMESPACE: &str = "istiocustom";
@@ -19,6 +19,10 @@ pub const REQUEST_DURATION: &str = "istiocustom.istio_request_duration_milliseco
 pub const REQUEST_BYTES: &str = "istiocustom.istio_request_bytes";
 pub const RESPONSE_BYTES: &str = "istiocustom.istio_response_bytes";
 pub const BUILD: &str = "istiocustom.istio_build";
+pub const TCP_OPENED: &str = "istiocustom.istio_tcp_connections_opened_total";
+pub const TCP_CLOSED: &str = "istiocustom.istio_tcp_connections_closed_total";
+pub const TCP_SENT: &str = "istiocustom.istio_tcp_sent_bytes_total";
+pub const TCP_RECEIVED: &str = "istiocustom.istio_tcp_received_bytes_total";
 
 const UNKNOWN: &str = "unknown";
 const LATEST: &str = "latest";
@@ -40,7 +44,7 @@ impl Reporter {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RequestProtocol {
     Http,
     Grpc,
@@ -76,7 +80,7 @@ impl SecurityPolicy {
 }
 
 /// What is known about one side of a request. Empty means unknown.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct PeerLabels {
     pub workload: String,
     pub namespace: String,
@@ -157,7 +161,7 @@ impl PeerLabels {
 }
 
 /// The destination service of a request.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ServiceLabels {
     /// `destination_service`, e.g. `reviews.default.svc.cluster.local`.
     pub host: String,
@@ -315,12 +319,15 @@ impl IstioRequest<'_> {
             }
         }
         l.push(("request_protocol", self.protocol.label().into()));
-        l.push(("response_code", self.status.to_string()));
-        let grpc = match (self.protocol, self.grpc_status) {
-            (RequestProtocol::Grpc, Some(s)) => s.to_string(),
-            _ => String::new(),
-        };
-        l.push(("grpc_response_status", grpc));
+        // TCP metrics carry no response code (Istio adds none for connections).
+        if self.protocol != RequestProtocol::Tcp {
+            l.push(("response_code", self.status.to_string()));
+            let grpc = match (self.protocol, self.grpc_status) {
+                (RequestProtocol::Grpc, Some(s)) => s.to_string(),
+                _ => String::new(),
+            };
+            l.push(("grpc_response_status", grpc));
+        }
         l.push(("response_flags", or(self.flags, "-").into()));
         l.push(("connection_security_policy", self.security.label().into()));
         l
@@ -347,24 +354,75 @@ impl IstioRecorder {
     }
 
     pub fn record(&self, request: &IstioRequest<'_>) {
+        self.request_handles(request).record(
+            request.duration,
+            request.request_bytes,
+            request.response_bytes,
+        );
+    }
+
+    /// The request metrics of one label set, to keep and bump without name lookups.
+    pub fn request_handles(&self, request: &IstioRequest<'_>) -> RequestHandles {
         let owned = request.labels();
         let tags: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.store.counter_with_tags(REQUESTS_TOTAL, &tags).inc();
-        let ms = u64::try_from(request.duration.as_millis()).unwrap_or(u64::MAX);
-        self.store
-            .histogram_with_tags(REQUEST_DURATION, &tags)
-            .record(ms);
-        if let Some(b) = request.request_bytes {
-            self.store
-                .histogram_with_tags(REQUEST_BYTES, &tags)
-                .record(b);
-        }
-        if let Some(b) = request.response_bytes {
-            self.store
-                .histogram_with_tags(RESPONSE_BYTES, &tags)
-                .record(b);
+        RequestHandles {
+            requests_total: self.store.counter_with_tags(REQUESTS_TOTAL, &tags),
+            duration: self.store.histogram_with_tags(REQUEST_DURATION, &tags),
+            request_bytes: self.store.histogram_with_tags(REQUEST_BYTES, &tags),
+            response_bytes: self.store.histogram_with_tags(RESPONSE_BYTES, &tags),
         }
     }
+
+    /// The connection metrics of one label set (`request.protocol` is TCP).
+    pub fn tcp_handles(&self, connection: &IstioRequest<'_>) -> TcpHandles {
+        let owned = connection.labels();
+        let tags: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        TcpHandles {
+            opened: self.store.counter_with_tags(TCP_OPENED, &tags),
+            closed: self.store.counter_with_tags(TCP_CLOSED, &tags),
+            sent: self.store.counter_with_tags(TCP_SENT, &tags),
+            received: self.store.counter_with_tags(TCP_RECEIVED, &tags),
+        }
+    }
+}
+
+/// `istio_requests_total` and its histograms for one label set.
+#[derive(Clone, Debug)]
+pub struct RequestHandles {
+    pub requests_total: Counter,
+    pub duration: Histogram,
+    pub request_bytes: Histogram,
+    pub response_bytes: Histogram,
+}
+
+impl RequestHandles {
+    pub fn record(
+        &self,
+        duration: Duration,
+        request_bytes: Option<u64>,
+        response_bytes: Option<u64>,
+    ) {
+        self.requests_total.inc();
+        self.duration
+            .record(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+        if let Some(b) = request_bytes {
+            self.request_bytes.record(b);
+        }
+        if let Some(b) = response_bytes {
+            self.response_bytes.record(b);
+        }
+    }
+}
+
+/// Istio's TCP connection metrics for one label set.
+#[derive(Clone, Debug)]
+pub struct TcpHandles {
+    pub opened: Counter,
+    pub closed: Counter,
+    /// Bytes sent to the downstream peer.
+    pub sent: Counter,
+    /// Bytes received from the downstream peer.
+    pub received: Counter,
 }
 
 #[cfg(test)]
@@ -421,6 +479,49 @@ mod tests {
     }
 
     #[test]
+    fn tcp_labels_have_no_response_code() {
+        let own = PeerLabels::from_node_metadata(&node());
+        let peer = PeerLabels::default();
+        let svc = ServiceLabels::default();
+        let conn = IstioRequest {
+            reporter: Reporter::Source,
+            source: &own,
+            destination: &peer,
+            service: &svc,
+            protocol: RequestProtocol::Tcp,
+            status: 0,
+            grpc_status: None,
+            flags: "UF",
+            security: SecurityPolicy::Unknown,
+            duration: Duration::ZERO,
+            request_bytes: None,
+            response_bytes: None,
+        };
+        let labels = conn.labels();
+        assert_eq!(labels.len(), 23);
+        assert!(labels.iter().all(|(k, _)| *k != "response_code"));
+        assert_eq!(labels[20], ("request_protocol", "tcp".to_string()));
+        assert_eq!(labels[21], ("response_flags", "UF".to_string()));
+        let store = Arc::new(Store::default());
+        let handles = IstioRecorder::new(store.clone(), "").tcp_handles(&conn);
+        handles.opened.inc();
+        handles.sent.add(10);
+        let snap = store.snapshot();
+        let sent = snap
+            .samples
+            .iter()
+            .find(|s| s.extracted == TCP_SENT)
+            .unwrap();
+        assert_eq!(
+            sent.value,
+            crate::stats::Value::Counter {
+                value: 10,
+                used: true
+            }
+        );
+    }
+
+    #[test]
     fn client_side_labels_in_istio_order() {
         let own = PeerLabels::from_node_metadata(&node());
         let peer =
@@ -473,6 +574,14 @@ mod tests {
         ));
         assert!(snap.samples.iter().any(|s| s.extracted == REQUEST_DURATION));
         assert!(snap.samples.iter().any(|s| s.extracted == RESPONSE_BYTES));
-        assert!(!snap.samples.iter().any(|s| s.extracted == REQUEST_BYTES));
+        let request_bytes = snap
+            .samples
+            .iter()
+            .find(|s| s.extracted == REQUEST_BYTES)
+            .unwrap();
+        assert!(
+            !request_bytes.value.used(),
+            "nothing recorded without a size"
+        );
     }
 }

@@ -21,12 +21,47 @@ stat_bundle! {
     }
 }
 
+stat_bundle! {
+    /// `listener_manager.*`: what LDS did to the set of listeners.
+    pub struct ListenerManagerStats {
+        counters: [
+            listener_added,
+            listener_modified,
+            listener_removed,
+            listener_in_place_updated,
+            listener_create_success,
+            listener_create_failure,
+            listener_stopped,
+        ],
+        gauges: [
+            total_listeners_active,
+            total_listeners_warming,
+            total_listeners_draining,
+            total_filter_chains_draining,
+        ],
+        histograms: [],
+    }
+}
+
+impl ListenerManagerStats {
+    pub fn register(store: &Store) -> ListenerManagerStats {
+        let stats = ListenerManagerStats::new(store, "listener_manager");
+        // Envoy shows these from the start, even at zero.
+        stats.total_listeners_active.set(0);
+        stats.total_listeners_warming.set(0);
+        stats.total_listeners_draining.set(0);
+        stats.total_filter_chains_draining.set(0);
+        stats
+    }
+}
+
 /// A listener's stats and the scope they live under.
 #[derive(Clone, Debug)]
 pub struct ListenerStats {
     /// `listener.0.0.0.0_15001` (or `listener.<stat_prefix>`).
     pub scope: String,
-    pub counters: ListenerCounters,
+    /// Shared with each connection's tracker (one reference count per connection).
+    pub counters: std::sync::Arc<ListenerCounters>,
 }
 
 /// How Envoy spells an address inside a stat name: `0.0.0.0_15001`, `[__]_15001`.
@@ -46,7 +81,7 @@ impl ListenerStats {
     pub fn new(store: &Store, listener: &Listener) -> ListenerStats {
         let scope = ListenerStats::scope_of(listener);
         ListenerStats {
-            counters: ListenerCounters::new(store, &scope),
+            counters: std::sync::Arc::new(ListenerCounters::new(store, &scope)),
             scope,
         }
     }
@@ -67,7 +102,7 @@ impl ListenerStats {
 #[must_use = "the connection stops counting as active when the tracker drops"]
 #[derive(Debug)]
 pub struct ConnectionTracker {
-    counters: ListenerCounters,
+    counters: std::sync::Arc<ListenerCounters>,
     start: std::time::Instant,
 }
 

@@ -11,7 +11,7 @@
 //!   [`TcpProxyStats`]; sources: [`ClusterStatsSource`], [`ServerStats`], `XdsStats`.
 //! - `istio`: [`IstioRecorder`] for `istio_requests_total` and friends.
 
-mod bundle;
+pub(crate) mod bundle;
 pub mod cluster;
 pub mod codes;
 pub mod config;
@@ -31,7 +31,7 @@ pub use codes::ResponseCodeStats;
 pub use config::StatsConfig;
 pub use http::{HttpConnManagerStats, TcpProxyStats};
 pub use istio::{IstioRecorder, IstioRequest, PeerLabels, ServiceLabels};
-pub use listener::{ConnectionTracker, ListenerStats};
+pub use listener::{ConnectionTracker, ListenerManagerStats, ListenerStats};
 pub use matcher::StatsMatcher;
 pub use metric::{Counter, DEFAULT_BUCKETS, Gauge, GaugeGuard, Histogram, HistogramSnapshot};
 pub use render::StatsFilter;

@@ -38,9 +38,16 @@ pub enum Resource {
 pub struct CircuitBreakers {
     thresholds: Thresholds,
     active: [AtomicU64; 4],
-    cx_overflow: AtomicU64,
-    rq_pending_overflow: AtomicU64,
-    rq_retry_overflow: AtomicU64,
+    counters: Arc<BreakerCounters>,
+}
+
+/// What the breakers have counted: grants and refusals per resource. Shared by every
+/// generation of a cluster's breakers, as Envoy's counters live on in its stats store
+/// when a cluster's config changes.
+#[derive(Debug, Default)]
+pub struct BreakerCounters {
+    granted: [AtomicU64; 4],
+    overflow: [AtomicU64; 4],
 }
 
 /// Live breaker state for stats (`circuit_breakers.default.*` and the overflow counters).
@@ -57,6 +64,12 @@ pub struct BreakerStats {
     pub upstream_cx_overflow: u64,
     pub upstream_rq_pending_overflow: u64,
     pub upstream_rq_retry_overflow: u64,
+    /// Requests that had to wait for a connection (`upstream_rq_pending_total`).
+    pub upstream_rq_pending_total: u64,
+    /// Retries let through (`upstream_rq_retry`).
+    pub upstream_rq_retry: u64,
+    /// Refusals by the pending-request breaker alone (a request already started upstream).
+    pub pending_resource_overflow: u64,
 }
 
 impl Resource {
@@ -67,13 +80,20 @@ impl Resource {
 
 impl CircuitBreakers {
     pub fn new(thresholds: Thresholds) -> Arc<Self> {
+        CircuitBreakers::with_counters(thresholds, Arc::default())
+    }
+
+    /// Breakers for a changed cluster config: nothing held, the counts carried on.
+    pub fn with_counters(thresholds: Thresholds, counters: Arc<BreakerCounters>) -> Arc<Self> {
         Arc::new(CircuitBreakers {
             thresholds,
             active: Default::default(),
-            cx_overflow: AtomicU64::new(0),
-            rq_pending_overflow: AtomicU64::new(0),
-            rq_retry_overflow: AtomicU64::new(0),
+            counters,
         })
+    }
+
+    pub fn counters(&self) -> &Arc<BreakerCounters> {
+        &self.counters
     }
 
     pub fn thresholds(&self) -> &Thresholds {
@@ -89,14 +109,6 @@ impl CircuitBreakers {
         })
     }
 
-    fn overflow_counter(&self, resource: Resource) -> &AtomicU64 {
-        match resource {
-            Resource::Connections => &self.cx_overflow,
-            Resource::PendingRequests | Resource::Requests => &self.rq_pending_overflow,
-            Resource::Retries => &self.rq_retry_overflow,
-        }
-    }
-
     /// Takes one unit of `resource` if it is below its threshold; otherwise counts the
     /// overflow and returns `None`.
     pub fn try_acquire(self: &Arc<Self>, resource: Resource) -> Option<BreakerGuard> {
@@ -106,16 +118,16 @@ impl CircuitBreakers {
                 (n < max).then_some(n + 1)
             })
             .is_ok();
-        if taken {
-            Some(BreakerGuard {
-                breakers: self.clone(),
-                resource,
-            })
+        let counters = if taken {
+            &self.counters.granted
         } else {
-            self.overflow_counter(resource)
-                .fetch_add(1, Ordering::Relaxed);
-            None
-        }
+            &self.counters.overflow
+        };
+        counters[resource.slot()].fetch_add(1, Ordering::Relaxed);
+        taken.then(|| BreakerGuard {
+            breakers: self.clone(),
+            resource,
+        })
     }
 
     pub fn try_acquire_connection(self: &Arc<Self>) -> Option<BreakerGuard> {
@@ -155,10 +167,25 @@ impl CircuitBreakers {
             remaining_pending_requests: remaining(Resource::PendingRequests),
             remaining_requests: remaining(Resource::Requests),
             remaining_retries: remaining(Resource::Retries),
-            upstream_cx_overflow: self.cx_overflow.load(Ordering::Relaxed),
-            upstream_rq_pending_overflow: self.rq_pending_overflow.load(Ordering::Relaxed),
-            upstream_rq_retry_overflow: self.rq_retry_overflow.load(Ordering::Relaxed),
+            upstream_cx_overflow: self.counters.overflow(Resource::Connections),
+            // Envoy counts a refused request as a pending overflow too.
+            upstream_rq_pending_overflow: self.counters.overflow(Resource::PendingRequests)
+                + self.counters.overflow(Resource::Requests),
+            upstream_rq_retry_overflow: self.counters.overflow(Resource::Retries),
+            upstream_rq_pending_total: self.counters.granted(Resource::PendingRequests),
+            upstream_rq_retry: self.counters.granted(Resource::Retries),
+            pending_resource_overflow: self.counters.overflow(Resource::PendingRequests),
         }
+    }
+}
+
+impl BreakerCounters {
+    fn granted(&self, resource: Resource) -> u64 {
+        self.granted[resource.slot()].load(Ordering::Relaxed)
+    }
+
+    fn overflow(&self, resource: Resource) -> u64 {
+        self.overflow[resource.slot()].load(Ordering::Relaxed)
     }
 }
 
@@ -252,6 +279,27 @@ mod tests {
         );
         assert_eq!(s.requests, 0);
         assert_eq!(s.remaining_requests, 3);
+    }
+
+    #[test]
+    fn grants_are_counted_and_counts_outlive_a_config_change() {
+        let b = breakers();
+        drop(b.try_acquire_retry());
+        drop(b.try_acquire_pending_request());
+        let _held = b.try_acquire_pending_request().unwrap();
+        assert!(b.try_acquire_pending_request().is_none());
+        let s = b.stats();
+        assert_eq!((s.upstream_rq_retry, s.upstream_rq_pending_total), (1, 2));
+        assert_eq!(s.pending_resource_overflow, 1);
+        let next = CircuitBreakers::with_counters(Thresholds::default(), b.counters().clone());
+        assert_eq!(
+            next.stats().pending_requests,
+            0,
+            "nothing held by the new config"
+        );
+        assert_eq!(next.stats().upstream_rq_pending_overflow, 1);
+        drop(next.try_acquire_retry());
+        assert_eq!(b.stats().upstream_rq_retry, 2);
     }
 
     #[test]

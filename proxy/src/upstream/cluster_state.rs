@@ -58,6 +58,68 @@ pub struct ClusterStats {
     pub upstream_rq_time: crate::stats::Histogram,
     pub upstream_cx_connect_ms: crate::stats::Histogram,
     pub upstream_cx_length_ms: crate::stats::Histogram,
+    /// Gauges kept by the hosts' connection and request guards.
+    pub upstream_cx_active: AtomicU64,
+    pub upstream_rq_active: AtomicU64,
+    /// Requests handed to a host; those whose connection then failed were never sent,
+    /// which `upstream_rq_total` leaves out as Envoy does.
+    requests_started: AtomicU64,
+    requests_connect_failed: AtomicU64,
+    /// The largest `upstream_rq_total` reported, so the derived counter never goes back.
+    requests_reported: AtomicU64,
+}
+
+impl ClusterStats {
+    pub(crate) fn request_started(&self) {
+        self.requests_started.fetch_add(1, Ordering::Relaxed);
+        self.upstream_rq_active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn request_ended(&self) {
+        saturating_dec(&self.upstream_rq_active);
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.upstream_cx_total.fetch_add(1, Ordering::Relaxed);
+        self.upstream_cx_active.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self, open_for: std::time::Duration) {
+        saturating_dec(&self.upstream_cx_active);
+        self.upstream_cx_destroy.fetch_add(1, Ordering::Relaxed);
+        self.upstream_cx_length_ms
+            .record(u64::try_from(open_for.as_millis()).unwrap_or(u64::MAX));
+    }
+
+    /// A connect attempt that failed counts as a connection, as in Envoy.
+    fn connect_failed(&self, for_request: bool) {
+        self.upstream_cx_total.fetch_add(1, Ordering::Relaxed);
+        self.upstream_cx_connect_fail
+            .fetch_add(1, Ordering::Relaxed);
+        if for_request {
+            self.requests_connect_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `upstream_rq_total`: requests sent on an upstream connection. `refused_pending`
+    /// are requests the pending-request breaker turned away after they were started.
+    pub fn upstream_rq_total(&self, refused_pending: u64) -> u64 {
+        let sent = self
+            .requests_started
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.requests_connect_failed.load(Ordering::Relaxed))
+            .saturating_sub(refused_pending);
+        let total = sent + self.upstream_rq_total.load(Ordering::Relaxed);
+        self.requests_reported
+            .fetch_max(total, Ordering::Relaxed)
+            .max(total)
+    }
+}
+
+fn saturating_dec(gauge: &AtomicU64) {
+    let _ = gauge.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_sub(1))
+    });
 }
 
 #[derive(Debug)]
@@ -105,8 +167,11 @@ impl ClusterState {
                 .unwrap_or_default()
         });
         let snapshot = ArcSwap::from_pointee(Snapshot::new(&config, hosts, &rng));
+        let breaker_counters = previous
+            .map(|p| p.breakers.counters().clone())
+            .unwrap_or_default();
         ClusterState {
-            breakers: CircuitBreakers::new(config.thresholds),
+            breakers: CircuitBreakers::with_counters(config.thresholds, breaker_counters),
             outlier: config
                 .outlier_detection
                 .as_ref()
@@ -152,6 +217,19 @@ impl ClusterState {
         &self.stats
     }
 
+    /// The counters, shared with every later state of this cluster.
+    pub fn shared_stats(&self) -> &Arc<ClusterStats> {
+        &self.stats
+    }
+
+    /// Counts in `stats` rather than in counters of its own. Envoy's stats are found by
+    /// name, so clusters with one stat name (Istio gives InboundPassthroughCluster
+    /// PassthroughCluster's `alt_stat_name`) count in the same `cluster.<name>.*`.
+    pub fn sharing_stats(mut self, stats: Arc<ClusterStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
     /// ORIGINAL_DST hosts made so far (empty for other clusters).
     pub fn original_dst_hosts(&self) -> Vec<Arc<Host>> {
         self.original_dst
@@ -195,7 +273,9 @@ impl ClusterState {
     /// Picks the host for a request or connection.
     pub fn choose_host(&self, ctx: &LbContext<'_>) -> Result<Arc<Host>, NoHealthyUpstream> {
         if let Some(original_dst) = &self.original_dst {
-            return original_dst.pick(ctx).ok_or_else(|| self.none_healthy());
+            let host = original_dst.pick(ctx).ok_or_else(|| self.none_healthy())?;
+            host.stats().bind_cluster(&self.stats);
+            return Ok(host);
         }
         let snapshot = self.snapshot.load();
         let host = snapshot.lb.pick(ctx).ok_or_else(|| self.none_healthy())?;
@@ -206,6 +286,7 @@ impl ClusterState {
         {
             self.stats.lb_healthy_panic.fetch_add(1, Ordering::Relaxed);
         }
+        host.stats().bind_cluster(&self.stats);
         Ok(host)
     }
 
@@ -219,6 +300,20 @@ impl ClusterState {
     /// Feeds an upstream outcome to outlier detection; an ejection rebuilds the host set
     /// so balancers stop choosing the host.
     pub fn report_outcome(&self, host: &Host, outcome: Outcome, now: Instant) {
+        if outcome == Outcome::ConnectFailed {
+            // Only the HTTP pool reports failed connects this way; each was a request's.
+            self.stats.connect_failed(true);
+        }
+        self.detect(host, outcome, now);
+    }
+
+    /// A TCP proxy connection could not be opened: counted, and fed to outlier detection.
+    pub fn report_tcp_connect_failure(&self, host: &Host, now: Instant) {
+        self.stats.connect_failed(false);
+        self.detect(host, Outcome::ConnectFailed, now);
+    }
+
+    fn detect(&self, host: &Host, outcome: Outcome, now: Instant) {
         let Some(detector) = &self.outlier else {
             return;
         };

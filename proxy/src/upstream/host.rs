@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use crate::config::endpoint::{Health, LbEndpoint, Locality};
 
+use super::cluster_state::ClusterStats;
 use super::outlier::OutlierHostState;
 
 /// Counters shared by every snapshot that contains the host's address.
@@ -23,6 +25,9 @@ pub struct HostStats {
     /// Set while outlier detection has ejected the host.
     ejected: AtomicBool,
     pub(crate) outlier: OutlierHostState,
+    /// The `cluster.<name>.*` counters the host's connections and requests also count
+    /// in; set when the cluster first picks the host.
+    cluster: OnceLock<Arc<ClusterStats>>,
 }
 
 impl HostStats {
@@ -48,6 +53,17 @@ impl HostStats {
 
     pub(crate) fn set_ejected(&self, ejected: bool) {
         self.ejected.store(ejected, Ordering::Release);
+    }
+
+    /// Ties the host to its cluster's counters (once; a host belongs to one cluster).
+    pub(crate) fn bind_cluster(&self, stats: &Arc<ClusterStats>) {
+        if self.cluster.get().is_none() {
+            let _ = self.cluster.set(stats.clone());
+        }
+    }
+
+    fn cluster(&self) -> Option<Arc<ClusterStats>> {
+        self.cluster.get().cloned()
     }
 }
 
@@ -142,20 +158,35 @@ impl Host {
         self.health.is_routable() && !self.stats.is_ejected()
     }
 
-    /// Counts a request as active on this host until the guard drops.
+    /// Counts a request as active on this host (and its cluster) until the guard drops.
     pub fn start_request(&self) -> RequestGuard {
         self.stats.total_requests.fetch_add(1, Ordering::Relaxed);
         self.stats.active_requests.fetch_add(1, Ordering::Relaxed);
-        RequestGuard(self.stats.clone())
+        let cluster = self.stats.cluster();
+        if let Some(c) = &cluster {
+            c.request_started();
+        }
+        RequestGuard {
+            host: self.stats.clone(),
+            cluster,
+        }
     }
 
-    /// Counts an open connection to this host until the guard drops.
+    /// Counts an open connection to this host (and its cluster) until the guard drops.
     pub fn start_connection(&self) -> ConnectionGuard {
         self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
         self.stats
             .active_connections
             .fetch_add(1, Ordering::Relaxed);
-        ConnectionGuard(self.stats.clone())
+        let cluster = self.stats.cluster();
+        if let Some(c) = &cluster {
+            c.connection_opened();
+        }
+        ConnectionGuard {
+            host: self.stats.clone(),
+            cluster,
+            opened: Instant::now(),
+        }
     }
 
     /// The endpoint this host was built from (used to carry DNS results over a cluster
@@ -186,21 +217,35 @@ fn hash_key(endpoint: &LbEndpoint) -> String {
 
 #[must_use = "the request stops counting as active when the guard drops"]
 #[derive(Debug)]
-pub struct RequestGuard(Arc<HostStats>);
+pub struct RequestGuard {
+    host: Arc<HostStats>,
+    /// The cluster counted at the start, so the end is counted in the same place.
+    cluster: Option<Arc<ClusterStats>>,
+}
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.0.active_requests.fetch_sub(1, Ordering::Relaxed);
+        self.host.active_requests.fetch_sub(1, Ordering::Relaxed);
+        if let Some(c) = &self.cluster {
+            c.request_ended();
+        }
     }
 }
 
 #[must_use = "the connection stops counting as active when the guard drops"]
 #[derive(Debug)]
-pub struct ConnectionGuard(Arc<HostStats>);
+pub struct ConnectionGuard {
+    host: Arc<HostStats>,
+    cluster: Option<Arc<ClusterStats>>,
+    opened: Instant,
+}
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.active_connections.fetch_sub(1, Ordering::Relaxed);
+        self.host.active_connections.fetch_sub(1, Ordering::Relaxed);
+        if let Some(c) = &self.cluster {
+            c.connection_closed(self.opened.elapsed());
+        }
     }
 }
 

@@ -108,8 +108,15 @@ impl ClusterManager {
             }
             let previous = previous.map(Arc::as_ref);
             let endpoints = initial_endpoints(&config, previous, assignments);
-            let state =
+            let mut state =
                 ClusterState::replacing(config.clone(), &endpoints, previous, self.rng.clone());
+            if previous.is_none()
+                && let Some(twin) = next
+                    .values()
+                    .find(|other| other.stat_name() == state.stat_name())
+            {
+                state = state.sharing_stats(twin.shared_stats().clone());
+            }
             if previous.is_some() {
                 changes.updated.push(config.name.clone());
             } else {
@@ -233,6 +240,49 @@ mod tests {
         assert_eq!(changes.removed, ["b", "c"]);
         assert!(m.get("b").is_none());
         assert_eq!(m.snapshot().len(), 1);
+    }
+
+    #[test]
+    fn clusters_with_one_stat_name_share_their_counters() {
+        let m = manager();
+        let mut inbound = cluster(
+            "InboundPassthroughCluster",
+            LbPolicy::ClusterProvided,
+            Discovery::OriginalDst,
+        );
+        inbound.stat_name = Some("PassthroughCluster;".into());
+        let mut outbound = cluster(
+            "PassthroughCluster",
+            LbPolicy::ClusterProvided,
+            Discovery::OriginalDst,
+        );
+        outbound.stat_name = Some("PassthroughCluster;".into());
+        m.update_clusters([Arc::new(inbound), Arc::new(outbound), rr("other")]);
+        let ctx = LbContext {
+            original_dst: Some(addr("10.0.0.9:80")),
+            ..LbContext::default()
+        };
+        let out = m.get("PassthroughCluster").unwrap();
+        let _open = out.choose_host(&ctx).unwrap().start_connection();
+        let inb = m.get("InboundPassthroughCluster").unwrap();
+        let _open_too = inb.choose_host(&ctx).unwrap().start_connection();
+        for name in ["PassthroughCluster", "InboundPassthroughCluster"] {
+            let total = m
+                .get(name)
+                .unwrap()
+                .stats()
+                .upstream_cx_total
+                .load(std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(total, 2, "{name}");
+        }
+        let other = m.get("other").unwrap();
+        assert_eq!(
+            other
+                .stats()
+                .upstream_cx_total
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
     }
 
     #[test]

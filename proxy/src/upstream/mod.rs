@@ -17,7 +17,7 @@ pub mod outlier;
 pub mod random;
 
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;
 
 pub use breaker::{BreakerGuard, BreakerStats, CircuitBreakers, Resource};
 pub use cluster_state::{ClusterState, ClusterStats, NoHealthyUpstream};
