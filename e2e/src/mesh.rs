@@ -133,6 +133,37 @@ pub enum SidecarKind {
     Strait,
 }
 
+/// A Service with one `<app>-v1` Pod behind it, for `MeshOptions::extra_configs` together
+/// with `extra_workloads: vec!["<app>-v1"]` (the Pod's IP is that workload's address).
+/// `port_name` decides the protocol pilot-discovery gives the port (`http`, `grpc`,
+/// `tcp-...`).
+pub fn single_pod_service(app: &str, cluster_ip: Ipv4Addr, port_name: &str, port: u16) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: {app}, namespace: default, labels: {{app: {app}}}}}
+spec:
+  clusterIP: {cluster_ip}
+  selector: {{app: {app}}}
+  ports:
+  - {{name: {port_name}, port: {port}, targetPort: {port}}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {app}-v1
+  namespace: default
+  labels: {{app: {app}, version: v1}}
+spec:
+  containers:
+  - name: {app}
+    image: example/{app}:v1
+    ports: [{{containerPort: {port}}}]
+status: {{phase: Running, podIP: "${{ip:{app}-v1}}"}}
+"#
+    )
+}
+
 /// Options for [`BookinfoMesh::start`].
 #[derive(Debug, Clone, Default)]
 pub struct MeshOptions {

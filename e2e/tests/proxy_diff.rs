@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use strait_e2e::backend::grpc::{EchoRequest, GrpcBackend, GrpcEchoClient};
 use strait_e2e::backend::tcp::{TcpMode, TcpServer};
 use strait_e2e::capture;
-use strait_e2e::mesh::{BookinfoMesh, MeshOptions, SidecarKind};
+use strait_e2e::mesh::{BookinfoMesh, MeshOptions, SidecarKind, single_pod_service};
 use strait_e2e::{AdsApi, Backend, Netns, RequestSpec, Response, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -624,29 +624,9 @@ fn expect_websocket(o: &Observed) {
 const GRPC_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 20);
 const GRPC_PORT: u16 = 7070;
 
-const GRPC_CONFIG: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: grpc-echo, namespace: default, labels: {app: grpc-echo}}
-spec:
-  clusterIP: 10.96.0.20
-  selector: {app: grpc-echo}
-  ports:
-  - {name: grpc, port: 7070, targetPort: 7070}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: grpc-echo-v1
-  namespace: default
-  labels: {app: grpc-echo, version: v1}
-spec:
-  containers:
-  - name: grpc-echo
-    image: example/grpc-echo:v1
-    ports: [{containerPort: 7070}]
-status: {phase: Running, podIP: "${ip:grpc-echo-v1}"}
----
+/// The DestinationRule and VirtualService of `grpc-echo` (its Service and Pod come from
+/// [`single_pod_service`]).
+const GRPC_ROUTING: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: grpc-echo, namespace: default}
@@ -710,7 +690,13 @@ async fn grpc_unary_and_streaming(sidecar: SidecarKind, api: AdsApi) -> Observed
         api,
         MeshOptions {
             extra_workloads: vec!["grpc-echo-v1".into()],
-            extra_configs: vec![("grpc-echo.yaml".into(), GRPC_CONFIG.into())],
+            extra_configs: vec![
+                (
+                    "grpc-echo.yaml".into(),
+                    single_pod_service("grpc-echo", GRPC_VIP, "grpc", GRPC_PORT),
+                ),
+                ("grpc-echo-routing.yaml".into(), GRPC_ROUTING.into()),
+            ],
             ..Default::default()
         },
     )
@@ -842,30 +828,6 @@ const OUTSIDE_TCP_PORT: u16 = 9999;
 /// sidecar's own connections (from the first address) are not, so they leave.
 const CAPTURED_SOURCE_HOST: u8 = 250;
 
-const TCP_CONFIG: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: tcp-echo, namespace: default, labels: {app: tcp-echo}}
-spec:
-  clusterIP: 10.96.0.21
-  selector: {app: tcp-echo}
-  ports:
-  - {name: tcp-echo, port: 9000, targetPort: 9000}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: tcp-echo-v1
-  namespace: default
-  labels: {app: tcp-echo, version: v1}
-spec:
-  containers:
-  - name: tcp-echo
-    image: example/tcp-echo:v1
-    ports: [{containerPort: 9000}]
-status: {phase: Running, podIP: "${ip:tcp-echo-v1}"}
-"#;
-
 /// Greeting, echo of a large payload, and the half-close passed both ways.
 async fn tcp_echo(mut stream: TcpStream) -> Value {
     let mut greeting = Vec::new();
@@ -918,7 +880,10 @@ async fn tcp_proxy_and_passthrough(sidecar: SidecarKind, api: AdsApi) -> Observe
         api,
         MeshOptions {
             extra_workloads: vec!["tcp-echo-v1".into(), "outside".into()],
-            extra_configs: vec![("tcp-echo.yaml".into(), TCP_CONFIG.into())],
+            extra_configs: vec![(
+                "tcp-echo.yaml".into(),
+                single_pod_service("tcp-echo", TCP_VIP, "tcp-echo", TCP_PORT),
+            )],
             ..Default::default()
         },
     )
@@ -1195,30 +1160,6 @@ fn expect_push_under_load(o: &Observed) {
 
 const FLAKY_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 22);
 
-const FLAKY_CONFIG: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: flaky, namespace: default, labels: {app: flaky}}
-spec:
-  clusterIP: 10.96.0.22
-  selector: {app: flaky}
-  ports:
-  - {name: http, port: 9080, targetPort: 9080}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: flaky-v1
-  namespace: default
-  labels: {app: flaky, version: v1}
-spec:
-  containers:
-  - name: flaky
-    image: example/flaky:v1
-    ports: [{containerPort: 9080}]
-status: {phase: Running, podIP: "${ip:flaky-v1}"}
-"#;
-
 /// Requests as they go on the wire, by name.
 fn bad_requests() -> Vec<(&'static str, Vec<u8>)> {
     let big = |n: usize| {
@@ -1302,7 +1243,10 @@ async fn bad_requests_and_upstream_resets(sidecar: SidecarKind, api: AdsApi) -> 
         api,
         MeshOptions {
             extra_workloads: vec!["flaky-v1".into()],
-            extra_configs: vec![("flaky.yaml".into(), FLAKY_CONFIG.into())],
+            extra_configs: vec![(
+                "flaky.yaml".into(),
+                single_pod_service("flaky", FLAKY_VIP, "http", 9080),
+            )],
             ..Default::default()
         },
     )

@@ -20,7 +20,7 @@ use futures::StreamExt;
 use strait_e2e::backend::tcp::{TcpMode, TcpServer};
 use strait_e2e::client::{RawEnd, RawReply};
 use strait_e2e::envoy::{static_cluster, static_http_listener};
-use strait_e2e::mesh::{BookinfoMesh, MeshOptions, SidecarKind};
+use strait_e2e::mesh::{BookinfoMesh, MeshOptions, SidecarKind, single_pod_service};
 use strait_e2e::{AdsApi, Bootstrap, Envoy, HttpClient, SidecarNode, wait_until};
 
 const CONFIGURED: Duration = Duration::from_secs(30);
@@ -35,29 +35,6 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 const STALLED_CLIENTS: usize = 200;
 
 const FLAKY_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 22);
-const FLAKY_CONFIG: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: flaky, namespace: default, labels: {app: flaky}}
-spec:
-  clusterIP: 10.96.0.22
-  selector: {app: flaky}
-  ports:
-  - {name: http, port: 9080, targetPort: 9080}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: flaky-v1
-  namespace: default
-  labels: {app: flaky, version: v1}
-spec:
-  containers:
-  - name: flaky
-    image: example/flaky:v1
-    ports: [{containerPort: 9080}]
-status: {phase: Running, podIP: "${ip:flaky-v1}"}
-"#;
 
 /// What the process holds.
 #[derive(Debug, Clone, Copy)]
@@ -157,7 +134,10 @@ async fn bad_input_leaks_nothing() {
         api: AdsApi::Sotw,
         sidecar: SidecarKind::Strait,
         extra_workloads: vec!["flaky-v1".into()],
-        extra_configs: vec![("flaky.yaml".into(), FLAKY_CONFIG.into())],
+        extra_configs: vec![(
+            "flaky.yaml".into(),
+            single_pod_service("flaky", FLAKY_VIP, "http", 9080),
+        )],
         sidecar_metadata: vec![(
             "IDLE_TIMEOUT".into(),
             format!("{}s", IDLE_TIMEOUT.as_secs()),

@@ -11,14 +11,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use strait_e2e::backend::tcp::{TcpMode, TcpServer};
 use strait_e2e::envoy::static_cluster;
-use strait_e2e::mesh::{BookinfoMesh, MeshOptions, SidecarKind};
+use strait_e2e::mesh::{BookinfoMesh, MeshOptions, SidecarKind, single_pod_service};
 use strait_e2e::{
     AdsApi, Backend, Bootstrap, Envoy, RequestSpec, SidecarNode, Topology, wait_until,
 };
@@ -32,8 +32,8 @@ const SLIM: &str = "outbound|9080||slim.default.svc.cluster.local;";
 const EMPTY: &str = "outbound|9080||empty.default.svc.cluster.local;";
 const TCP_ECHO: &str = "outbound|9000||tcp-echo.default.svc.cluster.local;";
 
-/// A service whose only route is `/only` (anything else: no route), one without
-/// endpoints, and a TCP service.
+/// A service whose only route is `/only` (anything else: no route) and one without
+/// endpoints; the TCP service comes from `single_pod_service`.
 const EXTRA: &str = r#"
 apiVersion: v1
 kind: Service
@@ -63,28 +63,6 @@ spec:
     - uri: {prefix: /only}
     route:
     - destination: {host: slim}
----
-apiVersion: v1
-kind: Service
-metadata: {name: tcp-echo, namespace: default, labels: {app: tcp-echo}}
-spec:
-  clusterIP: 10.96.0.21
-  selector: {app: tcp-echo}
-  ports:
-  - {name: tcp-echo, port: 9000, targetPort: 9000}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: tcp-echo-v1
-  namespace: default
-  labels: {app: tcp-echo, version: v1}
-spec:
-  containers:
-  - name: tcp-echo
-    image: example/tcp-echo:v1
-    ports: [{containerPort: 9000}]
-status: {phase: Running, podIP: "${ip:tcp-echo-v1}"}
 "#;
 
 fn vip(last: u8, port: u16) -> SocketAddr {
@@ -113,7 +91,13 @@ async fn run(sidecar: SidecarKind) -> Run {
         api: AdsApi::Sotw,
         sidecar,
         extra_workloads: vec!["tcp-echo-v1".into()],
-        extra_configs: vec![("stats-extra.yaml".into(), EXTRA.into())],
+        extra_configs: vec![
+            ("stats-extra.yaml".into(), EXTRA.into()),
+            (
+                "tcp-echo.yaml".into(),
+                single_pod_service("tcp-echo", Ipv4Addr::new(10, 96, 0, 21), "tcp-echo", 9000),
+            ),
+        ],
         ..Default::default()
     })
     .await
