@@ -16,6 +16,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the discovery service (xDS, debug and monitoring servers).
@@ -55,6 +57,49 @@ pub struct DiscoveryArgs {
     /// Log filter, e.g. `info` or `strait_pilot=debug` (also RUST_LOG).
     #[arg(long = "log_output_level", default_value = "info")]
     pub log_level: String,
+
+    /// Use a Kubernetes configuration file instead of in-cluster configuration.
+    #[arg(long = "kubeconfig", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Comma separated list of platform service registries to read from (choose from
+    /// {Kubernetes}; empty for none). Default: Kubernetes, except that with --configDir
+    /// and no --kubeconfig the config directory is the only source.
+    #[arg(long = "registries", value_name = "LIST")]
+    pub registries: Option<String>,
+
+    /// The ID of the cluster this control plane runs in (labels endpoints with
+    /// topology.istio.io/cluster).
+    #[arg(long = "clusterID", env = "CLUSTER_ID", default_value = "Kubernetes")]
+    pub cluster_id: String,
+}
+
+/// Service registries Istio's `--registries` may name.
+pub const KUBERNETES_REGISTRY: &str = "Kubernetes";
+
+impl DiscoveryArgs {
+    /// Whether services and endpoints are read from the Kubernetes API server.
+    pub fn kubernetes_registry(&self) -> Result<bool, String> {
+        let Some(list) = &self.registries else {
+            return Ok(self.config_dir.is_none() || self.kubeconfig.is_some());
+        };
+        let mut kubernetes = false;
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if name != KUBERNETES_REGISTRY {
+                return Err(format!(
+                    "--registries: service registry {name:?} is not supported (choose from {{{KUBERNETES_REGISTRY}}})"
+                ));
+            }
+            kubernetes = true;
+        }
+        Ok(kubernetes)
+    }
+
+    /// Whether Istio config comes from the API server's CRDs. As in Istio, a config
+    /// directory replaces them.
+    pub fn kubernetes_config(&self) -> bool {
+        self.config_dir.is_none()
+    }
 }
 
 /// Accepts Go-style `:15010` (all interfaces) as well as `host:port`.
@@ -93,5 +138,40 @@ mod tests {
         assert_eq!(args.http_addr.to_string(), "0.0.0.0:18080");
         assert_eq!(args.monitoring_addr.port(), 15014);
         assert!(parse_addr("nope").is_err());
+    }
+
+    fn discovery(args: &[&str]) -> DiscoveryArgs {
+        let cli = Cli::try_parse_from(["pilot-discovery", "discovery"].iter().chain(args)).unwrap();
+        let Command::Discovery(args) = cli.command else {
+            panic!()
+        };
+        args
+    }
+
+    #[test]
+    fn sources_follow_istio_defaults() {
+        // No config directory: services and config from the API server.
+        let a = discovery(&[]);
+        assert!(a.kubernetes_registry().unwrap());
+        assert!(a.kubernetes_config());
+        assert_eq!(a.cluster_id, "Kubernetes");
+        // A config directory alone: files only.
+        let a = discovery(&["--configDir", "d"]);
+        assert!(!a.kubernetes_registry().unwrap());
+        assert!(!a.kubernetes_config());
+        // Both: the registries aggregate, config from the files.
+        let a = discovery(&["--configDir", "d", "--kubeconfig", "k"]);
+        assert!(a.kubernetes_registry().unwrap());
+        assert!(!a.kubernetes_config());
+        let a = discovery(&["--configDir", "d", "--registries", "Kubernetes"]);
+        assert!(a.kubernetes_registry().unwrap());
+        // An empty list turns the registry off; CRDs are still read.
+        let a = discovery(&["--registries="]);
+        assert!(!a.kubernetes_registry().unwrap());
+        assert!(a.kubernetes_config());
+        let err = discovery(&["--registries", "Kubernetes,Consul"])
+            .kubernetes_registry()
+            .unwrap_err();
+        assert!(err.contains("Consul"), "{err}");
     }
 }

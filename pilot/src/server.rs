@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::model::{IstioConfig, PushContext};
 use crate::push::debounce::{self, Debouncer};
 use crate::push::request::{PushRequest, TriggerReason};
+use crate::registry::kube_watch::{self, KubeOptions, KubeSource};
 use crate::xds::ads::{XdsOptions, XdsServer};
 use crate::xds::status::ConnectionStatus;
 
@@ -54,6 +55,8 @@ pub fn load_mesh_config(path: &Path) -> anyhow::Result<MeshConfig> {
 
 pub async fn run(args: DiscoveryArgs) -> anyhow::Result<()> {
     let features = Features::from_env().map_err(anyhow::Error::msg)?;
+    let kube_registry = args.kubernetes_registry().map_err(anyhow::Error::msg)?;
+    let kube_config = args.kubernetes_config();
     let mesh = Arc::new(load_mesh_config(&args.mesh_config)?);
     let env = Arc::new(Environment::new(mesh.clone(), &args.domain));
     let metrics = Arc::new(Metrics::new());
@@ -93,8 +96,26 @@ pub async fn run(args: DiscoveryArgs) -> anyhow::Result<()> {
             })
             .context("starting the config directory watcher")?;
     }
-    discovery.install(env.build_push_context());
-    xds.set_ready();
+    let mut kube = if kube_registry || kube_config {
+        let client = kube_watch::connect(args.kubeconfig.as_deref()).await?;
+        info!(
+            registry = kube_registry,
+            config = kube_config,
+            "watching the Kubernetes API server"
+        );
+        let options = KubeOptions {
+            registry: kube_registry,
+            config: kube_config,
+            cluster_id: args.cluster_id.clone(),
+        };
+        let pushes = discovery.clone();
+        let source =
+            KubeSource::start(client, env.clone(), options, move |req| pushes.enqueue(req))
+                .context("starting the Kubernetes watches")?;
+        Some(source)
+    } else {
+        None
+    };
 
     tokio::spawn(debounce::run(
         Debouncer::new(features.debounce_after, features.debounce_max),
@@ -113,10 +134,21 @@ pub async fn run(args: DiscoveryArgs) -> anyhow::Result<()> {
     ));
 
     let source: Arc<dyn DebugSource> = discovery.clone();
-    let grpc = serve_grpc(args.grpc_addr, xds.clone());
     let http = serve_http(args.http_addr, debug_router(source.clone()));
     let monitoring = serve_http(args.monitoring_addr, monitoring_router(source));
-    info!(grpc = %args.grpc_addr, http = %args.http_addr, monitoring = %args.monitoring_addr, "pilot-discovery serving");
+    info!(http = %args.http_addr, monitoring = %args.monitoring_addr, "pilot-discovery serving HTTP");
+    // As Istio, the ADS port opens once the caches have synced, so the first proxy
+    // gets a complete config; until then /ready says why not.
+    let grpc = async {
+        if let Some(kube) = kube.as_mut() {
+            info!("waiting for the Kubernetes caches to sync");
+            kube.wait_synced().await;
+        }
+        discovery.install(env.build_push_context());
+        xds.set_ready();
+        info!(grpc = %args.grpc_addr, "pilot-discovery serving ADS");
+        serve_grpc(args.grpc_addr, xds.clone()).await
+    };
     tokio::select! {
         r = grpc => r.context("gRPC server")?,
         r = http => r.context("HTTP server")?,
@@ -231,7 +263,7 @@ impl DebugSource for Discovery {
         if self.xds.is_ready() {
             Ok(())
         } else {
-            Err("discovery is not ready: config not loaded yet".to_string())
+            Err("discovery is not ready: caches not synced yet".to_string())
         }
     }
 

@@ -81,6 +81,10 @@ pub struct KubeCluster {
     kubeconfig: PathBuf,
     server: String,
     pki: Option<Pki>,
+    /// kube-apiserver's command line, to start it again.
+    api_args: Vec<String>,
+    /// How many times kube-apiserver was started (each run logs to its own file).
+    api_runs: usize,
     detached: bool,
     stopped: bool,
     // Last, so the processes are gone before their directory is removed.
@@ -114,6 +118,8 @@ impl KubeCluster {
             kubeconfig,
             server: String::new(),
             pki: None,
+            api_args: Vec::new(),
+            api_runs: 0,
             detached: options.detached,
             stopped: false,
             _workdir: workdir,
@@ -184,15 +190,8 @@ impl KubeCluster {
             "--profiling=false".to_owned(),
         ];
         api_args.extend(options.apiserver_args.iter().cloned());
-        let apiserver = self.tools.kube_apiserver();
-        self.spawn("kube-apiserver", &apiserver, &api_args, &logs)?;
-        self.wait_ready(
-            "kube-apiserver /readyz",
-            timeout,
-            &["get", "--raw=/readyz"],
-            |out| out.trim() == "ok",
-        )
-        .await?;
+        self.api_args = api_args;
+        self.launch_apiserver(timeout).await?;
 
         let mut kcm_args = vec![
             format!("--kubeconfig={}", self.kubeconfig.display()),
@@ -232,6 +231,70 @@ impl KubeCluster {
         .await?;
         self.pki = Some(pki);
         Ok(())
+    }
+
+    /// Starts kube-apiserver with [`Self::api_args`] and waits for `/readyz`.
+    async fn launch_apiserver(&mut self, timeout: Duration) -> Result<()> {
+        let apiserver = self.tools.kube_apiserver();
+        let args = self.api_args.clone();
+        let logs = self.dir.join("logs");
+        self.api_runs += 1;
+        if self.api_runs == 1 {
+            self.spawn("kube-apiserver", &apiserver, &args, &logs)?;
+        } else {
+            let log = logs.join(format!("kube-apiserver.{}.log", self.api_runs));
+            let process = KubeProcess::spawn(
+                "kube-apiserver",
+                self.netns.as_ref(),
+                &apiserver,
+                &args,
+                &log,
+                self.detached,
+            )?;
+            match self
+                .processes
+                .iter()
+                .position(|p| p.label() == "kube-apiserver")
+            {
+                Some(i) => self.processes[i] = process,
+                None => self.processes.insert(1, process),
+            }
+            pidfile::write(&self.dir, &self.recorded())?;
+        }
+        self.wait_ready(
+            "kube-apiserver /readyz",
+            timeout,
+            &["get", "--raw=/readyz"],
+            |out| out.trim() == "ok",
+        )
+        .await
+    }
+
+    /// Stops kube-apiserver alone (SIGTERM, SIGKILL after `grace`; zero kills at
+    /// once): etcd keeps the objects, watches on the apiserver break.
+    pub fn stop_apiserver(&self, grace: Duration) -> Result<()> {
+        match self
+            .processes
+            .iter()
+            .find(|p| p.label() == "kube-apiserver")
+        {
+            Some(p) => p.stop(grace),
+            None => bail!("no kube-apiserver in this cluster"),
+        }
+    }
+
+    /// Starts kube-apiserver again after [`Self::stop_apiserver`], with the same
+    /// flags, port and etcd, and waits until it is ready. Its log is
+    /// `logs/kube-apiserver.<run>.log`.
+    pub async fn start_apiserver(&mut self) -> Result<()> {
+        if self
+            .processes
+            .iter()
+            .any(|p| p.label() == "kube-apiserver" && p.exited().is_none())
+        {
+            bail!("kube-apiserver is running; stop it first");
+        }
+        self.launch_apiserver(DEFAULT_READY_TIMEOUT).await
     }
 
     fn spawn(&mut self, label: &str, program: &Path, args: &[String], logs: &Path) -> Result<()> {

@@ -13,11 +13,13 @@ mod cluster;
 mod kubectl;
 mod objects;
 pub mod pidfile;
+mod pilot;
 pub mod pki;
 mod ports;
 mod process;
 mod tools;
 
 pub use cluster::{DEFAULT_SERVICE_CIDR, KubeCluster, KubeOptions};
+pub use pilot::{KubePilot, KubePilotOptions};
 pub use pki::Pki;
 pub use tools::KubeTools;

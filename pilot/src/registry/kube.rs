@@ -40,6 +40,9 @@ pub struct KubeRegistry {
     services: BTreeMap<Key, KubeService>,
     slices: BTreeMap<Key, EndpointSlice>,
     pods: BTreeMap<Key, Pod>,
+    /// Whether a service without EndpointSlices gets endpoints from the pods its
+    /// selector matches.
+    selector_endpoints: bool,
 }
 
 impl KubeRegistry {
@@ -50,7 +53,15 @@ impl KubeRegistry {
             services: BTreeMap::new(),
             slices: BTreeMap::new(),
             pods: BTreeMap::new(),
+            selector_endpoints: true,
         }
+    }
+
+    /// Endpoints from EndpointSlices only, as Istio reads a cluster: an API server
+    /// has its EndpointSlice controller write them.
+    pub fn slices_only(mut self) -> KubeRegistry {
+        self.selector_endpoints = false;
+        self
     }
 
     pub fn apply(&mut self, object: KubeObject) -> Vec<RegistryEvent> {
@@ -149,6 +160,9 @@ impl KubeRegistry {
             .map(|(_, s)| s)
             .collect();
         let mut endpoints: Vec<Endpoint> = if slices.is_empty() {
+            if !self.selector_endpoints {
+                return Vec::new();
+            }
             self.endpoints_from_pods(namespace, name, &service)
         } else {
             slices

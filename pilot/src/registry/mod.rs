@@ -1,10 +1,11 @@
 //! Service registries: where services and endpoints come from. Every registry answers
-//! the same questions ([`ServiceDiscovery`]); an [`Aggregate`] merges several (files and
-//! ServiceEntries today, Kubernetes API servers later) into one view.
+//! the same questions ([`ServiceDiscovery`]); an [`Aggregate`] merges several (the config
+//! directory, the Kubernetes API server via [`kube_watch`], ServiceEntries) into one view.
 
 pub mod aggregate;
 pub mod kube;
 pub mod kube_convert;
+pub mod kube_watch;
 pub mod serviceentry;
 
 use std::sync::Arc;
