@@ -271,14 +271,16 @@ impl KubeRegistry {
                 out.extend(self.slice_owner_change(Some(slice)));
             }
         }
-        let labels = pod.metadata.labels.clone().unwrap_or_default();
-        for ((ns, name), svc) in &self.services {
-            let selector = svc
-                .spec
-                .as_ref()
-                .and_then(|s| s.selector.clone())
-                .unwrap_or_default();
-            if ns == &key.0
+        let empty = BTreeMap::new();
+        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+        // Keys sort by namespace first: only this namespace's services can select the pod.
+        let in_namespace = self
+            .services
+            .range((key.0.clone(), String::new())..)
+            .take_while(|((ns, _), _)| ns == &key.0);
+        for ((ns, name), svc) in in_namespace {
+            let selector = svc.spec.as_ref().and_then(|s| s.selector.as_ref());
+            if let Some(selector) = selector
                 && !selector.is_empty()
                 && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
             {
@@ -380,6 +382,25 @@ mod tests {
         assert!(reg.apply(obj("kind: Pod\nmetadata: {name: r1, namespace: default, labels: {app: reviews, version: v1}}\nspec: {containers: [{name: app, ports: [{name: web, containerPort: 8080}]}]}\nstatus: {podIP: 10.1.0.5}")).is_empty());
         assert_eq!(reg.delete("Pod", "default", "r1").len(), 1);
         assert!(reg.endpoints("default", "reviews").is_empty());
+    }
+
+    #[test]
+    fn selectors_only_reach_pods_of_their_own_namespace() {
+        let mut reg = KubeRegistry::new("cluster.local", Visibility::Public);
+        for ns in ["a", "ab", "b"] {
+            reg.apply(obj(&format!("kind: Service\nmetadata: {{name: r, namespace: {ns}}}\nspec: {{clusterIP: 10.96.0.9, selector: {{app: r}}, ports: [{{name: http, port: 80}}]}}")));
+        }
+        let changes = reg.apply(obj("kind: Pod\nmetadata: {name: p, namespace: ab, labels: {app: r}}\nstatus: {podIP: 10.1.0.5}"));
+        assert_eq!(
+            changes,
+            vec![RegistryEvent::Endpoints {
+                namespace: "ab".into(),
+                name: "r".into()
+            }]
+        );
+        assert_eq!(reg.endpoints("ab", "r").len(), 1);
+        assert!(reg.endpoints("a", "r").is_empty());
+        assert!(reg.endpoints("b", "r").is_empty());
     }
 
     #[test]
