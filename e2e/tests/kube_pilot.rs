@@ -479,6 +479,15 @@ async fn pushes(pilot: &KubePilot) -> Pushes {
     }
 }
 
+/// `pilot_k8s_reg_events{type="Pods",event}`.
+async fn pod_events(pilot: &KubePilot, event: &str) -> f64 {
+    let text = pilot.metrics().await.unwrap();
+    metric(
+        &text,
+        &format!("pilot_k8s_reg_events{{type=\"Pods\",event=\"{event}\"}}"),
+    )
+}
+
 /// (address, locality) of each endpoint Envoy holds for `cluster`.
 fn eds_endpoints(dump: &Value, cluster: &str) -> Vec<(String, Value)> {
     let Some(section) = config_dump::section(
@@ -798,8 +807,11 @@ async fn workloads_become_endpoints(mesh: &mut Mesh) {
         "{tally:?}"
     );
 
-    // More Pods: pushed as EDS alone.
+    // More Pods: pushed as EDS alone, and counted as Istio's informers count them.
     let before = pushes(&mesh.pilot).await;
+    let adds_before = pod_events(&mesh.pilot, "add").await;
+    let deletes_before = pod_events(&mesh.pilot, "delete").await;
+    assert!(adds_before >= 2.0, "the first Pods were added");
     mesh.add_pod("reviews-v3", "reviews", "v3").await;
     mesh.add_pod("reviews-v1-1", "reviews", "v1").await;
     mesh.wait_endpoints(
@@ -816,6 +828,11 @@ async fn workloads_become_endpoints(mesh: &mut Mesh) {
     .await;
     let after = pushes(&mesh.pilot).await;
     assert!(after.eds >= before.eds + 2.0, "{before:?} -> {after:?}");
+    assert_eq!(pod_events(&mesh.pilot, "add").await, adds_before + 2.0);
+    assert_eq!(
+        pod_events(&mesh.pilot, "delete").await,
+        deletes_before + 1.0
+    );
     assert_eq!(
         (after.cds, after.lds, after.rds, after.contexts),
         (before.cds, before.lds, before.rds, before.contexts),
@@ -1036,6 +1053,16 @@ async fn invalid_config_is_refused_or_reported(mesh: &Mesh) {
     })
     .await
     .unwrap();
+    // Istio's config-event counters saw the VirtualServices come and go.
+    let text = mesh.pilot.metrics().await.unwrap();
+    let vs_events = |event: &str| {
+        metric(
+            &text,
+            &format!("pilot_k8s_cfg_events{{type=\"VirtualService\",event=\"{event}\"}}"),
+        )
+    };
+    assert!(vs_events("add") >= 1.0, "{text}");
+    assert!(vs_events("delete") >= 1.0, "{text}");
 }
 
 async fn apiserver_restart_loses_nothing(mesh: &mut Mesh) {

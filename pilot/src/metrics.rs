@@ -15,6 +15,54 @@ pub struct TypeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeEventLabel {
+    pub r#type: String,
+    pub event: String,
+}
+
+/// Counts one Kubernetes watch's events (`add`, `update`, `delete`) under its type label.
+#[derive(Clone, Debug)]
+pub struct K8sEvents {
+    add: Counter,
+    update: Counter,
+    delete: Counter,
+}
+
+/// What a watch event did to the watcher's cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum K8sEvent {
+    Add,
+    Update,
+    Delete,
+}
+
+impl K8sEvents {
+    fn new(family: &Family<TypeEventLabel, Counter>, kind: &str) -> K8sEvents {
+        let counter = |event: &str| {
+            family
+                .get_or_create(&TypeEventLabel {
+                    r#type: kind.to_string(),
+                    event: event.to_string(),
+                })
+                .clone()
+        };
+        K8sEvents {
+            add: counter("add"),
+            update: counter("update"),
+            delete: counter("delete"),
+        }
+    }
+
+    pub fn record(&self, event: K8sEvent) {
+        match event {
+            K8sEvent::Add => self.add.inc(),
+            K8sEvent::Update => self.update.inc(),
+            K8sEvent::Delete => self.delete.inc(),
+        };
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
     pub version: String,
 }
@@ -42,8 +90,10 @@ fn config_size_histogram() -> Histogram {
 }
 
 /// Counters Istio exposes without the `_total` suffix prometheus-client adds.
-const ISTIO_COUNTERS: [&str; 7] = [
+const ISTIO_COUNTERS: [&str; 9] = [
     "pilot_xds_pushes",
+    "pilot_k8s_reg_events",
+    "pilot_k8s_cfg_events",
     "pilot_push_triggers",
     "pilot_inbound_updates",
     "pilot_total_xds_rejects",
@@ -70,6 +120,8 @@ pub struct Metrics {
     internal_errors: Counter,
     write_timeout: Counter,
     virt_services: Gauge,
+    k8s_reg_events: Family<TypeEventLabel, Counter>,
+    k8s_cfg_events: Family<TypeEventLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -175,6 +227,18 @@ impl Metrics {
             "Total virtual services known to pilot.",
             virt_services.clone(),
         );
+        let k8s_reg_events = Family::<TypeEventLabel, Counter>::default();
+        registry.register(
+            "pilot_k8s_reg_events",
+            "Events from k8s registry.",
+            k8s_reg_events.clone(),
+        );
+        let k8s_cfg_events = Family::<TypeEventLabel, Counter>::default();
+        registry.register(
+            "pilot_k8s_cfg_events",
+            "Events from k8s config.",
+            k8s_cfg_events.clone(),
+        );
         Metrics {
             registry,
             xds_clients,
@@ -193,7 +257,19 @@ impl Metrics {
             internal_errors,
             write_timeout,
             virt_services,
+            k8s_reg_events,
+            k8s_cfg_events,
         }
+    }
+
+    /// `pilot_k8s_reg_events{type,event}` of one registry watch (`Services`, `Pods`, ...).
+    pub fn k8s_reg_events(&self, kind: &str) -> K8sEvents {
+        K8sEvents::new(&self.k8s_reg_events, kind)
+    }
+
+    /// `pilot_k8s_cfg_events{type,event}` of one Istio config kind (`VirtualService`, ...).
+    pub fn k8s_cfg_events(&self, kind: &str) -> K8sEvents {
+        K8sEvents::new(&self.k8s_cfg_events, kind)
     }
 
     fn label(t: &str) -> TypeLabel {

@@ -109,9 +109,10 @@ pub async fn run(args: DiscoveryArgs) -> anyhow::Result<()> {
             cluster_id: args.cluster_id.clone(),
         };
         let pushes = discovery.clone();
-        let source =
-            KubeSource::start(client, env.clone(), options, move |req| pushes.enqueue(req))
-                .context("starting the Kubernetes watches")?;
+        let source = KubeSource::start(client, env.clone(), metrics.clone(), options, move |req| {
+            pushes.enqueue(req)
+        })
+        .context("starting the Kubernetes watches")?;
         Some(source)
     } else {
         None

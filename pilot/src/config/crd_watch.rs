@@ -4,6 +4,7 @@
 //! waits for the kinds whose CRD existed at start, as Istio skips absent ones.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
@@ -13,17 +14,18 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::crd::{CrdKind, GROUP, VERSION, kind_by_crd_name};
+use crate::metrics::{K8sEvents, Metrics};
 use crate::registry::kube_watch::{CRDS, Delta, Update, UpdateSender, drive, shrink_json};
 
 /// Runs until the updates' receiver is gone.
-pub async fn run(client: kube::Client, tx: UpdateSender) {
+pub async fn run(client: kube::Client, tx: UpdateSender, metrics: Arc<Metrics>) {
     let mut running: HashMap<&'static str, JoinHandle<()>> = HashMap::new();
     let mut synced = false;
     let crds = watcher(
         Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     );
-    drive(CRDS, crds, |delta| {
+    drive(CRDS, crds, None, |delta| {
         let result = match delta {
             Delta::Apply(meta) => {
                 let name = meta.metadata.name.as_deref().unwrap_or_default();
@@ -43,7 +45,12 @@ pub async fn run(client: kube::Client, tx: UpdateSender) {
                     };
                     running.insert(
                         kind.kind,
-                        tokio::spawn(watch_kind(client.clone(), kind, tx.clone())),
+                        tokio::spawn(watch_kind(
+                            client.clone(),
+                            kind,
+                            tx.clone(),
+                            metrics.k8s_cfg_events(kind.kind),
+                        )),
                     );
                     expect
                 }
@@ -82,7 +89,7 @@ fn stop(
     tx.send(Update::ConfigKindGone(kind.kind))
 }
 
-async fn watch_kind(client: kube::Client, kind: CrdKind, tx: UpdateSender) {
+async fn watch_kind(client: kube::Client, kind: CrdKind, tx: UpdateSender, events: K8sEvents) {
     let api_version = format!("{GROUP}/{VERSION}");
     let resource = ApiResource {
         group: GROUP.to_string(),
@@ -95,7 +102,7 @@ async fn watch_kind(client: kube::Client, kind: CrdKind, tx: UpdateSender) {
         Api::<DynamicObject>::all_with(client, &resource),
         watcher::Config::default().any_semantic(),
     );
-    drive(kind.kind, objects, |delta| {
+    drive(kind.kind, objects, Some(events), |delta| {
         let delta = match delta {
             Delta::Apply(object) => match as_json(object, &api_version, kind.kind) {
                 Some(json) => Delta::Apply(json),

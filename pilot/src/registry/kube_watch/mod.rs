@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::environment::{Environment, Source};
+use crate::metrics::Metrics;
 use crate::push::request::PushRequest;
 use batch::{Applier, REGISTRY_STREAMS};
 
@@ -69,6 +70,7 @@ impl KubeSource {
     pub fn start(
         client: kube::Client,
         env: Arc<Environment>,
+        metrics: Arc<Metrics>,
         options: KubeOptions,
         push: impl Fn(PushRequest) + Send + 'static,
     ) -> std::io::Result<KubeSource> {
@@ -77,13 +79,14 @@ impl KubeSource {
         let mut tasks = Vec::new();
         if options.registry {
             expected.extend(REGISTRY_STREAMS);
-            tasks.extend(spawn_registry(&client, &tx));
+            tasks.extend(spawn_registry(&client, &tx, &metrics));
         }
         if options.config {
             expected.push(CRDS);
             tasks.push(tokio::spawn(crate::config::crd_watch::run(
                 client.clone(),
                 tx.clone(),
+                metrics.clone(),
             )));
         }
         drop(tx);
@@ -116,13 +119,20 @@ impl Drop for KubeSource {
     }
 }
 
-fn spawn_registry(client: &kube::Client, tx: &UpdateSender) -> Vec<JoinHandle<()>> {
+fn spawn_registry(
+    client: &kube::Client,
+    tx: &UpdateSender,
+    metrics: &Metrics,
+) -> Vec<JoinHandle<()>> {
+    // Istio's `type` labels for the registry's informers.
+    let events = |kind: &str| Some(metrics.k8s_reg_events(kind));
     // A list served from the API server's watch cache, as client-go's informers ask.
     let config = || watcher::Config::default().any_semantic();
     vec![
         tokio::spawn(drive(
             batch::SERVICES,
             watcher(Api::<KubeService>::all(client.clone()), config()),
+            events("Services"),
             send(tx, |d: Delta<KubeService>| {
                 Update::Service(d.map(|mut s| {
                     shrink::meta(&mut s.metadata);
@@ -133,6 +143,7 @@ fn spawn_registry(client: &kube::Client, tx: &UpdateSender) -> Vec<JoinHandle<()
         tokio::spawn(drive(
             batch::ENDPOINT_SLICES,
             watcher(Api::<EndpointSlice>::all(client.clone()), config()),
+            events("EndpointSlice"),
             send(tx, |d: Delta<EndpointSlice>| {
                 Update::EndpointSlice(d.map(|mut s| {
                     shrink::meta(&mut s.metadata);
@@ -143,6 +154,7 @@ fn spawn_registry(client: &kube::Client, tx: &UpdateSender) -> Vec<JoinHandle<()
         tokio::spawn(drive(
             batch::PODS,
             watcher(Api::<Pod>::all(client.clone()), config()),
+            events("Pods"),
             send(tx, |d: Delta<Pod>| {
                 Update::Pod(d.map(|p| Box::new(shrink::pod(p))))
             }),
@@ -153,6 +165,7 @@ fn spawn_registry(client: &kube::Client, tx: &UpdateSender) -> Vec<JoinHandle<()
                 Api::<PartialObjectMeta<Node>>::all(client.clone()),
                 config(),
             ),
+            events("Nodes"),
             send(tx, |d: Delta<PartialObjectMeta<Node>>| {
                 Update::Node(d.map(|m| Box::new(m.metadata)))
             }),
@@ -163,6 +176,7 @@ fn spawn_registry(client: &kube::Client, tx: &UpdateSender) -> Vec<JoinHandle<()
                 Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
                 config(),
             ),
+            events("Namespaces"),
             send(tx, |d: Delta<PartialObjectMeta<Namespace>>| {
                 Update::Namespace(d.map(|m| Box::new(m.metadata)))
             }),

@@ -9,11 +9,16 @@ use tracing::{debug, info, warn};
 
 use super::backoff::WatchBackoff;
 use super::relist::{Delta, Relist};
+use crate::metrics::K8sEvents;
 
 /// Feeds `on_delta` until the stream ends or `on_delta` returns false (its receiver
-/// is gone).
-pub async fn drive<K, S, F>(stream_name: &str, stream: S, mut on_delta: F)
-where
+/// is gone), counting events in `events` (`pilot_k8s_*_events`) when given.
+pub async fn drive<K, S, F>(
+    stream_name: &str,
+    stream: S,
+    events: Option<K8sEvents>,
+    mut on_delta: F,
+) where
     K: Resource,
     S: Stream<Item = Result<Event<K>, watcher::Error>> + Send,
     F: FnMut(Delta<K>) -> bool,
@@ -30,7 +35,7 @@ where
                     info!(watch = stream_name, "Kubernetes watch delivering again");
                     failing = false;
                 }
-                for delta in relist.handle(event) {
+                for delta in relist.handle(event, events.as_ref()) {
                     if !on_delta(delta) {
                         return;
                     }
