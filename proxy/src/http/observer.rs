@@ -146,7 +146,9 @@ impl ResponseFlags {
     pub fn iter(&self) -> impl Iterator<Item = ResponseFlag> + '_ {
         (0..self.len).filter_map(|i| {
             let n = (self.order >> (4 * i)) & 0xf;
-            ResponseFlag::ALL.into_iter().find(|f| u64::from(*f as u8) == n)
+            ResponseFlag::ALL
+                .into_iter()
+                .find(|f| u64::from(*f as u8) == n)
         })
     }
 }
