@@ -73,7 +73,7 @@ fn endpoint(addr: &str, health: Health) -> LbEndpoint {
         locality: Locality::default(),
         priority: 0,
         locality_weight: None,
-        metadata: BTreeMap::new(),
+        metadata: Default::default(),
     }
 }
 

@@ -38,9 +38,13 @@ pub struct LbEndpoint {
     /// `load_balancing_weight` of the endpoint's locality (locality-weighted LB); `None`
     /// when the locality sets none.
     pub locality_weight: Option<u32>,
-    /// `filter_metadata` as JSON, e.g. `istio` workload info.
-    pub metadata: BTreeMap<String, serde_json::Value>,
+    /// `filter_metadata` as JSON, e.g. `istio` workload info; shared with the hosts
+    /// made from it rather than copied (it is most of an endpoint's memory).
+    pub metadata: EndpointMetadata,
 }
+
+/// An endpoint's `filter_metadata` by filter name.
+pub type EndpointMetadata = std::sync::Arc<BTreeMap<String, serde_json::Value>>;
 
 /// A ClusterLoadAssignment, flattened.
 #[derive(Clone, Debug, PartialEq)]

@@ -60,7 +60,10 @@ pub fn endpoints_in(cla: &PbCla, ctx: &Ctx) -> Result<Vec<LbEndpoint>> {
                 locality: locality.clone(),
                 priority: group.priority,
                 locality_weight,
-                metadata: metadata(e.metadata.as_ref(), &ectx.field("metadata"))?,
+                metadata: std::sync::Arc::new(metadata(
+                    e.metadata.as_ref(),
+                    &ectx.field("metadata"),
+                )?),
             });
             Ok(())
         })?;

@@ -210,7 +210,6 @@ mod tests {
     use crate::config::endpoint::{ClusterLoadAssignment, LbEndpoint, Locality};
     use crate::stats::Store;
     use crate::upstream::{LbContext, Outcome, SeededRandom};
-    use std::collections::BTreeMap;
     use std::time::Duration;
 
     pub(crate) fn eds_cluster(name: &str) -> Cluster {
@@ -250,7 +249,7 @@ mod tests {
                 locality: Locality::default(),
                 priority: 0,
                 locality_weight: None,
-                metadata: BTreeMap::new(),
+                metadata: Default::default(),
             }],
         });
         let store = Store::default();

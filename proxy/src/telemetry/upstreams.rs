@@ -153,7 +153,8 @@ mod tests {
                 metadata: BTreeMap::from([(
                     "istio".to_string(),
                     json!({"workload": "reviews-v1;default;reviews;v1;Kubernetes"}),
-                )]),
+                )])
+                .into(),
             }],
         });
         let table = UpstreamTable::default();

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crate::config::endpoint::{Health, LbEndpoint, Locality};
+use crate::config::endpoint::{EndpointMetadata, Health, LbEndpoint, Locality};
 
 use super::cluster_state::ClusterStats;
 use super::outlier::OutlierHostState;
@@ -75,7 +75,7 @@ pub struct Host {
     priority: u32,
     locality: Locality,
     locality_weight: Option<u32>,
-    metadata: BTreeMap<String, serde_json::Value>,
+    metadata: EndpointMetadata,
     hash_key: String,
     stats: Arc<HostStats>,
 }
@@ -107,7 +107,7 @@ impl Host {
                 locality: Locality::default(),
                 priority: 0,
                 locality_weight: None,
-                metadata: BTreeMap::new(),
+                metadata: EndpointMetadata::default(),
             },
             None,
         )
@@ -276,7 +276,7 @@ mod tests {
     fn hash_key_defaults_to_address_and_honours_envoy_lb_metadata() {
         let mut ep = endpoint("10.0.0.1:80");
         assert_eq!(Host::new(&ep, None).hash_key(), "10.0.0.1:80");
-        ep.metadata
+        std::sync::Arc::make_mut(&mut ep.metadata)
             .insert("envoy.lb".into(), serde_json::json!({"hash_key": "pod-0"}));
         assert_eq!(Host::new(&ep, None).hash_key(), "pod-0");
     }

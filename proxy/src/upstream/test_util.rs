@@ -1,6 +1,5 @@
 //! Endpoints and clusters for the upstream tests.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ pub fn endpoint(address: &str) -> LbEndpoint {
         locality: Locality::default(),
         priority: 0,
         locality_weight: None,
-        metadata: BTreeMap::new(),
+        metadata: Default::default(),
     }
 }
 
