@@ -3,16 +3,15 @@
 //! benchmark (`benches/kube.rs`). Unlike [`crate::server`] there is no config
 //! directory: every Service, EndpointSlice and Istio resource comes from the API.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::process::{Child, Command};
 
-use crate::http;
 use crate::procstat::{self, Usage};
-use crate::server::{Flavor, Ports};
+use crate::server::{Flavor, Ports, tail, wait_http_ready};
 
 /// Where Istio's pilot-discovery runs as itself (its default `POD_NAMESPACE`); the
 /// benchmark creates it so leader election and the `istio` ConfigMap watch have a
@@ -154,29 +153,15 @@ impl KubePilot {
     /// Polls `/ready` until it answers 200 (every watch listed once); returns the
     /// time since spawn.
     pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
-        let deadline = self.started_at + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "{} exited ({status}) before ready:\n{}",
-                    self.spec.flavor.label(),
-                    self.log_tail(30)
-                );
-            }
-            if let Ok(200) =
-                http::get_status(self.ports.http, "/ready", Duration::from_millis(500)).await
-            {
-                return Ok(self.started_at.elapsed());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} not ready after {timeout:?}:\n{}",
-                    self.spec.flavor.label(),
-                    self.log_tail(30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_http_ready(
+            &mut self.child,
+            self.started_at,
+            self.ports.http,
+            &self.log,
+            self.spec.flavor.label(),
+            timeout,
+        )
+        .await
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
@@ -188,12 +173,6 @@ impl KubePilot {
         self.child.wait().await?;
         Ok(())
     }
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]

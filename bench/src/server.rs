@@ -181,29 +181,15 @@ impl Server {
 
     /// Polls `/ready` on the HTTP port until it answers 200; returns the time since spawn.
     pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
-        let deadline = self.started_at + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "{} exited with {status} before ready; log: {}",
-                    self.spec.flavor.label(),
-                    self.log_tail(30)
-                );
-            }
-            if let Ok(200) =
-                http::get_status(self.ports.http, "/ready", Duration::from_millis(500)).await
-            {
-                return Ok(self.started_at.elapsed());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} not ready after {timeout:?}; log: {}",
-                    self.spec.flavor.label(),
-                    self.log_tail(30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_http_ready(
+            &mut self.child,
+            self.started_at,
+            self.ports.http,
+            &self.log,
+            self.spec.flavor.label(),
+            timeout,
+        )
+        .await
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
@@ -217,7 +203,38 @@ impl Server {
     }
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+/// Polls `/ready` on `http_addr` until it answers 200, failing early (with the log's
+/// tail) if the process exits; returns the time since `started_at`.
+pub(crate) async fn wait_http_ready(
+    child: &mut Child,
+    started_at: Instant,
+    http_addr: SocketAddr,
+    log: &Path,
+    label: &str,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let deadline = started_at + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{label} exited with {status} before ready; log: {}",
+                tail(log, 30)
+            );
+        }
+        if let Ok(200) = http::get_status(http_addr, "/ready", Duration::from_millis(500)).await {
+            return Ok(started_at.elapsed());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{label} not ready after {timeout:?}; log: {}",
+                tail(log, 30)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
