@@ -179,6 +179,33 @@ async fn connect_failure_is_503_with_envoys_body() {
 }
 
 #[tokio::test]
+async fn a_request_waits_for_the_only_connection_allowed() {
+    let be = backend("be").await;
+    let mut c = cluster("be", &[be.addr]);
+    c.thresholds = Thresholds {
+        max_connections: 1,
+        ..Thresholds::default()
+    };
+    let cm = clusters(vec![c]);
+    let p = proxy(
+        inline(vec![vhost(&["*"], vec![to("/", forward("be"))])]),
+        cm,
+    )
+    .await;
+    let addr = p.addr;
+    let first = tokio::spawn(async move { get(addr, "svc", "/slow/300", &[]).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Queued behind the first (max_pending_requests allows it), then served on the
+    // connection the first one gives back.
+    let second = get(addr, "svc", "/", &[]).await;
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(second.status, 200);
+    assert_eq!(be.requests(), 2);
+    let stats = p.clusters.get("be").unwrap().breakers().stats();
+    assert_eq!(stats.upstream_rq_pending_overflow, 0);
+}
+
+#[tokio::test]
 async fn max_requests_breaker_overflows_with_x_envoy_overloaded() {
     let be = backend("be").await;
     let mut c = cluster("be", &[be.addr]);

@@ -189,13 +189,22 @@ fn take_idle(key: &Key) -> Option<IdleH1> {
 }
 
 fn put_idle(key: Key, conn: IdleH1) {
+    // Nearly always nobody waits: skip the shared map then (it is on every request's path).
+    let notify =
+        (WAITING_FOR_CONNECTION.load(Ordering::Relaxed) > 0).then(|| notify_for(&key.cluster));
     POOLS.with(|p| {
         let mut pools = p.borrow_mut();
-        pools.h1.entry(key.clone()).or_default().push(conn);
+        pools.h1.entry(key).or_default().push(conn);
         pools.ensure_sweeper();
     });
-    notify_for(&key.cluster).notify_waiters();
+    if let Some(notify) = notify {
+        notify.notify_waiters();
+    }
 }
+
+/// Requests (on any worker) parked in [`wait_for_connection`]. A wake-up missed between
+/// the check and the park costs at most [`PENDING_RECHECK`]: waiters re-check on a timer.
+static WAITING_FOR_CONNECTION: AtomicUsize = AtomicUsize::new(0);
 
 /// Wakes requests waiting for a connection of a cluster (a connection went idle or closed).
 fn notify_for(cluster: &str) -> Arc<Notify> {
@@ -450,7 +459,16 @@ fn connection_slot(breakers: &Arc<CircuitBreakers>) -> Option<crate::upstream::B
 }
 
 async fn wait_for_connection(cluster: &str) {
+    // Counted down on drop too: a request timeout may cancel the wait.
+    struct Waiting;
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            WAITING_FOR_CONNECTION.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
     let notify = notify_for(cluster);
+    WAITING_FOR_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    let _waiting = Waiting;
     let _ = tokio::time::timeout(PENDING_RECHECK, notify.notified()).await;
 }
 
