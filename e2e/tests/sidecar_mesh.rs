@@ -596,7 +596,22 @@ async fn mesh(kind: ProxyKind) {
     // moves traffic away from v2: no request fails, and the agent exits within the
     // drain window.
     let stream = start_stream(&frontend);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Shift only once the stream has been answered by v2 (a busy machine sends few
+    // requests in any fixed time).
+    wait_until(
+        "the stream to reach backend-v2",
+        Duration::from_secs(15),
+        || async {
+            Ok(stream
+                .results
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(_, r)| r.as_deref() == Ok("backend-v2")))
+        },
+    )
+    .await
+    .unwrap();
     pilot
         .write_config("virtual-service.yaml", &virtual_service(100, 0))
         .unwrap();
