@@ -10,8 +10,10 @@
 //! [`response`]; [`observer`] is what access logs and stats see of a finished request.
 
 pub mod body;
+pub mod coalesce;
 pub mod connect;
 pub mod forward;
+pub mod h2_upstream;
 pub mod hash;
 pub mod local;
 pub mod mirror;

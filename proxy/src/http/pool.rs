@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, Version};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -38,6 +38,7 @@ use crate::upstream::{ClusterState, Host};
 
 use super::body::{self, BoxError, ProxyBody};
 use super::connect::connect;
+use super::h2_upstream::{self, H2Sender};
 use super::reset::AttemptError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -99,7 +100,7 @@ struct IdleH1 {
 }
 
 struct H2Conn {
-    send: http2::SendRequest<ProxyBody>,
+    send: H2Sender,
     served: u32,
     streams: Arc<Streams>,
     idle_timeout: Option<Duration>,
@@ -344,7 +345,7 @@ impl Drop for Connecting {
 }
 
 enum H2State {
-    Found(http2::SendRequest<ProxyBody>, Arc<Streams>),
+    Found(H2Sender, Arc<Streams>),
     Wait(Arc<Notify>),
     Open(Connecting),
 }
@@ -438,10 +439,8 @@ async fn send_h2(
         POOLS.with(|p| p.borrow_mut().h2.remove(&key));
         return Err(AttemptError::send_closed());
     }
-    match send.send_request(request).await {
-        Ok(response) => Ok(wrap(response, None, hold)),
-        Err(e) => Err(AttemptError::send(&e, true)),
-    }
+    let response = h2_upstream::send(&mut send, request).await?;
+    Ok(wrap(response, None, hold))
 }
 
 /// A unit of the connection breaker, or `None` (counted as an overflow) when the
@@ -544,13 +543,11 @@ pub async fn open_upgradable(
 async fn open_h2(
     target: &Target<'_>,
     slot: crate::upstream::BreakerGuard,
-) -> Result<http2::SendRequest<ProxyBody>, AttemptError> {
-    let io = tcp(target).await?;
-    let (send, conn) = http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .handshake(io)
+) -> Result<H2Sender, AttemptError> {
+    let io = tcp(target).await?.into_inner();
+    let (send, conn) = h2_upstream::handshake(io)
         .await
-        .map_err(|e| AttemptError::handshake(&e))?;
+        .map_err(|e| AttemptError::handshake_h2(&e))?;
     spawn_connection(target.cluster.name(), conn, slot, target.host);
     Ok(send)
 }
@@ -581,11 +578,15 @@ impl ReturnH1 {
     }
 }
 
-fn wrap(
-    response: Response<Incoming>,
+fn wrap<B>(
+    response: Response<B>,
     back: Option<ReturnH1>,
     hold: Vec<Box<dyn Any + Send>>,
-) -> Response<ProxyBody> {
+) -> Response<ProxyBody>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let (parts, inner) = response.into_parts();
     let body = UpstreamBody {
         inner,
@@ -598,14 +599,14 @@ fn wrap(
 
 /// An upstream response body: returns its connection to the pool when read to the end;
 /// dropped early, the connection closes instead (nothing else could read the rest).
-struct UpstreamBody {
-    inner: Incoming,
+struct UpstreamBody<B: Body> {
+    inner: B,
     back: Option<ReturnH1>,
     ended: bool,
     _hold: Vec<Box<dyn Any + Send>>,
 }
 
-impl Drop for UpstreamBody {
+impl<B: Body> Drop for UpstreamBody<B> {
     fn drop(&mut self) {
         if (self.ended || self.inner.is_end_stream())
             && let Some(back) = self.back.take()
@@ -615,7 +616,11 @@ impl Drop for UpstreamBody {
     }
 }
 
-impl Body for UpstreamBody {
+impl<B> Body for UpstreamBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = BoxError;
 

@@ -2,8 +2,6 @@
 //! (its text goes into the local reply body), the response flag, the status of the
 //! local reply, and what the retry policy makes of it.
 
-use std::error::Error as _;
-
 use crate::router::ResetKind;
 
 use super::connect::ConnectError;
@@ -101,27 +99,51 @@ impl AttemptError {
         }
     }
 
-    /// A failed HTTP handshake on a fresh connection: nothing was sent.
+    /// A failed HTTP/1.1 handshake on a fresh connection: nothing was sent.
     pub fn handshake(e: &hyper::Error) -> AttemptError {
-        let mut err = AttemptError::send(e, false);
-        if err.reason == ResetReason::ConnectionTermination {
-            err.reason = ResetReason::RemoteConnectionFailure;
-            err.kind = ResetKind::ConnectFailure;
-        }
-        err
+        AttemptError::send(e, false).closed_while_connecting()
     }
 
-    /// An error from sending the request or awaiting its response headers.
+    /// A failed HTTP/2 handshake on a fresh connection: nothing was sent.
+    pub fn handshake_h2(e: &h2::Error) -> AttemptError {
+        AttemptError::from_h2(e, false).closed_while_connecting()
+    }
+
+    /// A connection the peer closed during the handshake counts as a connect failure.
+    fn closed_while_connecting(mut self) -> AttemptError {
+        if self.reason == ResetReason::ConnectionTermination {
+            self.reason = ResetReason::RemoteConnectionFailure;
+            self.kind = ResetKind::ConnectFailure;
+        }
+        self
+    }
+
+    /// An HTTP/1.1 error from sending the request or awaiting its response headers.
     pub fn send(e: &hyper::Error, request_sent: bool) -> AttemptError {
         let reset = |reason| AttemptError {
             reason,
             kind: ResetKind::Reset { request_sent },
             transport_failure: None,
         };
-        if let Some(h2) = find_h2(e) {
-            if let Some(reason) = h2.reason()
-                && h2.is_remote()
-            {
+        if e.is_parse() || e.is_parse_status() {
+            return reset(ResetReason::ProtocolError);
+        }
+        if e.is_user() {
+            // Our own request body failed (downstream went away, replay unavailable).
+            return reset(ResetReason::LocalReset);
+        }
+        reset(ResetReason::ConnectionTermination)
+    }
+
+    /// An HTTP/2 error from sending the request or awaiting its response headers.
+    pub fn from_h2(h2: &h2::Error, request_sent: bool) -> AttemptError {
+        let reset = |reason| AttemptError {
+            reason,
+            kind: ResetKind::Reset { request_sent },
+            transport_failure: None,
+        };
+        if let Some(reason) = h2.reason() {
+            if h2.is_remote() {
                 return if reason == h2::Reason::REFUSED_STREAM {
                     AttemptError {
                         reason: ResetReason::RemoteRefusedStreamReset,
@@ -135,31 +157,17 @@ impl AttemptError {
                     reset(ResetReason::ConnectionTermination)
                 };
             }
-            if h2.is_io() || h2.is_go_away() {
-                return reset(ResetReason::ConnectionTermination);
+            if h2.is_reset() {
+                // We reset the stream: our request body failed (the downstream went
+                // away, or a replay was unavailable).
+                return reset(ResetReason::LocalReset);
             }
-            return reset(ResetReason::ProtocolError);
         }
-        if e.is_parse() || e.is_parse_status() {
-            return reset(ResetReason::ProtocolError);
+        if h2.is_io() || h2.is_go_away() {
+            return reset(ResetReason::ConnectionTermination);
         }
-        if e.is_user() {
-            // Our own request body failed (downstream went away, replay unavailable).
-            return reset(ResetReason::LocalReset);
-        }
-        reset(ResetReason::ConnectionTermination)
+        reset(ResetReason::ProtocolError)
     }
-}
-
-fn find_h2(e: &hyper::Error) -> Option<&h2::Error> {
-    let mut source = e.source();
-    while let Some(s) = source {
-        if let Some(h2) = s.downcast_ref::<h2::Error>() {
-            return Some(h2);
-        }
-        source = s.source();
-    }
-    None
 }
 
 /// `%RESPONSE_CODE_DETAILS%` of every request that failed upstream before a response,

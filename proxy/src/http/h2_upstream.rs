@@ -1,0 +1,487 @@
+//! HTTP/2 to upstream hosts on the `h2` crate directly. The task that forwards a request
+//! drives its stream itself; hyper's client connection would add a spawned task, a
+//! dispatch channel and two one-shot channels to every request, which on a sidecar is
+//! a large share of the CPU an HTTP/2 request costs. Only a request body that is still
+//! streaming when the request goes out gets a task of its own, as in hyper.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use h2::client::{ResponseFuture, SendRequest};
+use h2::{RecvStream, SendStream};
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, TE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use super::body::{BoxError, ProxyBody};
+use super::coalesce::CoalescingIo;
+use super::reset::AttemptError;
+
+// The windows and limits hyper's client uses, so switching from it changes nothing on
+// the wire but the number of tasks.
+const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const MAX_HEADER_LIST: u32 = 16 * 1024;
+const MAX_SEND_BUFFER: usize = 1024 * 1024;
+const INITIAL_MAX_SEND_STREAMS: usize = 100;
+
+/// A handle on one upstream HTTP/2 connection; clones share it. The connection closes
+/// (GOAWAY, once its streams are done) when the last handle is dropped.
+#[derive(Clone)]
+pub struct H2Sender {
+    send: SendRequest<Bytes>,
+    closed: Arc<AtomicBool>,
+    _handles: Arc<oneshot::Sender<()>>,
+}
+
+impl H2Sender {
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Waits until the connection can open one more stream (the peer's
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`); an error when the connection is gone.
+    pub async fn ready(&mut self) -> Result<(), h2::Error> {
+        std::future::poll_fn(|cx| self.send.poll_ready(cx)).await
+    }
+}
+
+/// Performs the HTTP/2 handshake on `io`. The returned future is the connection: it
+/// must be spawned, and ends when the connection closes.
+pub async fn handshake(
+    io: TcpStream,
+) -> Result<(H2Sender, impl Future<Output = ()> + Send + 'static), h2::Error> {
+    let (io, flusher) = CoalescingIo::new(io, None, None);
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        .initial_max_send_streams(INITIAL_MAX_SEND_STREAMS)
+        .enable_push(false)
+        .handshake::<_, Bytes>(io)
+        .await?;
+    let connection = flusher.drive(connection);
+    let closed = Arc::new(AtomicBool::new(false));
+    let (handles, all_dropped) = oneshot::channel::<()>();
+    let done = closed.clone();
+    let run = async move {
+        tokio::pin!(connection);
+        // h2 does not wake a parked connection when its last `SendRequest` goes away;
+        // the dropped one-shot does, and from then on the connection closes itself once
+        // it has no streams.
+        tokio::select! {
+            _ = &mut connection => {}
+            _ = all_dropped => { let _ = connection.await; }
+        }
+        done.store(true, Ordering::Release);
+    };
+    Ok((
+        H2Sender {
+            send,
+            closed,
+            _handles: Arc::new(handles),
+        },
+        run,
+    ))
+}
+
+/// Headers that only mean something to one HTTP/1 connection; h2 refuses to send them.
+const CONNECTION_SPECIFIC: [HeaderName; 4] = [
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+];
+
+fn strip_connection_headers(headers: &mut HeaderMap) {
+    for name in &CONNECTION_SPECIFIC {
+        headers.remove(name);
+    }
+    if headers.get(TE).is_some_and(|te| te != "trailers") {
+        headers.remove(TE);
+    }
+    if let Some(listed) = headers.remove(CONNECTION)
+        && let Ok(listed) = listed.to_str()
+    {
+        for name in listed.split(',') {
+            headers.remove(name.trim());
+        }
+    }
+}
+
+/// A body with a known length gets a `content-length`, unless it is empty on a method
+/// whose request carries no payload.
+fn set_content_length(method: &Method, headers: &mut HeaderMap, body: &ProxyBody) {
+    let Some(len) = body.size_hint().exact() else {
+        return;
+    };
+    let no_payload = matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::DELETE | Method::CONNECT
+    );
+    if (len != 0 || !no_payload) && !headers.contains_key(CONTENT_LENGTH) {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    }
+}
+
+/// Sends `request` on the connection and waits for its response headers. The request
+/// must carry an absolute URI (scheme and authority become the pseudo-headers).
+pub async fn send(
+    sender: &mut H2Sender,
+    request: Request<ProxyBody>,
+) -> Result<Response<H2Body>, AttemptError> {
+    sender
+        .ready()
+        .await
+        .map_err(|e| AttemptError::from_h2(&e, false))?;
+    let (mut parts, body) = request.into_parts();
+    strip_connection_headers(&mut parts.headers);
+    set_content_length(&parts.method, &mut parts.headers, &body);
+    let end_of_stream = body.is_end_stream();
+    let (response, stream) = sender
+        .send
+        .send_request(Request::from_parts(parts, ()), end_of_stream)
+        .map_err(|e| AttemptError::from_h2(&e, false))?;
+    let cancel = if end_of_stream {
+        CancelBody(None)
+    } else {
+        let (cancel, cancelled) = oneshot::channel();
+        tokio::spawn(PipeBody {
+            body,
+            stream,
+            cancelled: Some(cancelled),
+        });
+        CancelBody(Some(cancel))
+    };
+    let response = AwaitResponse {
+        response,
+        cancel: Some(cancel),
+    }
+    .await
+    .map_err(|e| AttemptError::from_h2(&e, true))?;
+    let (parts, recv) = response.into_parts();
+    let remaining = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = H2Body {
+        recv,
+        data_done: false,
+        remaining,
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Resets a request whose body is still being sent when its response is no longer
+/// awaited (a timeout, or the downstream went away) before the response headers came.
+struct CancelBody(Option<oneshot::Sender<()>>);
+
+impl CancelBody {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelBody {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.0.take() {
+            let _ = cancel.send(());
+        }
+    }
+}
+
+struct AwaitResponse {
+    response: ResponseFuture,
+    cancel: Option<CancelBody>,
+}
+
+impl Future for AwaitResponse {
+    type Output = Result<Response<RecvStream>, h2::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let polled = ready!(Pin::new(&mut self.response).poll(cx));
+        if polled.is_ok()
+            && let Some(mut cancel) = self.cancel.take()
+        {
+            cancel.disarm();
+        }
+        Poll::Ready(polled)
+    }
+}
+
+/// Streams a request body into its HTTP/2 stream, as the peer's flow control allows.
+struct PipeBody {
+    body: ProxyBody,
+    stream: SendStream<Bytes>,
+    cancelled: Option<oneshot::Receiver<()>>,
+}
+
+impl Future for PipeBody {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if let Some(cancelled) = &mut this.cancelled {
+            match Pin::new(cancelled).poll(cx) {
+                Poll::Ready(Ok(())) => {
+                    this.stream.send_reset(h2::Reason::CANCEL);
+                    return Poll::Ready(());
+                }
+                // Disarmed: the response arrived, and the body goes on (a gRPC stream).
+                Poll::Ready(Err(_)) => this.cancelled = None,
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            // The peer reset the stream or the connection failed: nobody reads the rest.
+            if this.stream.poll_reset(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            if this.stream.capacity() == 0 {
+                this.stream.reserve_capacity(1);
+                match this.stream.poll_capacity(cx) {
+                    Poll::Ready(Some(Ok(_))) => {}
+                    Poll::Ready(None | Some(Err(_))) => return Poll::Ready(()),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                None => {
+                    let _ = this.stream.send_data(Bytes::new(), true);
+                    return Poll::Ready(());
+                }
+                Some(Err(_)) => {
+                    // The downstream body failed: the upstream must not see a complete
+                    // request.
+                    this.stream.send_reset(h2::Reason::CANCEL);
+                    return Poll::Ready(());
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let end = this.body.is_end_stream();
+                        let sent = this.stream.send_data(data, end);
+                        if end || sent.is_err() {
+                            return Poll::Ready(());
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            let _ = this.stream.send_trailers(trailers);
+                        } else {
+                            let _ = this.stream.send_data(Bytes::new(), true);
+                        }
+                        return Poll::Ready(());
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// An upstream response body: data as it arrives (its flow-control window is given
+/// back at once, as hyper does), then the trailers.
+pub struct H2Body {
+    recv: RecvStream,
+    data_done: bool,
+    remaining: Option<u64>,
+}
+
+impl Body for H2Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if !this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    if let Some(r) = &mut this.remaining {
+                        *r = r.saturating_sub(data.len() as u64);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                None => this.data_done = true,
+            }
+        }
+        match ready!(this.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e.into()))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None if self.recv.is_end_stream() => SizeHint::with_exact(0),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+    use std::time::Duration;
+
+    /// A real HTTP/2 server on the h2 crate; every accepted request is handed over.
+    async fn server() -> (
+        std::net::SocketAddr,
+        tokio::sync::mpsc::UnboundedReceiver<(
+            Request<RecvStream>,
+            h2::server::SendResponse<Bytes>,
+        )>,
+        tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let mut conn = h2::server::handshake(socket).await.unwrap();
+            while let Some(Ok(stream)) = conn.accept().await {
+                let _ = tx.send(stream);
+            }
+            let _ = closed_tx.send(());
+        });
+        (addr, rx, closed_rx)
+    }
+
+    async fn connect(addr: std::net::SocketAddr) -> H2Sender {
+        let io = TcpStream::connect(addr).await.unwrap();
+        let (sender, connection) = handshake(io).await.unwrap();
+        tokio::spawn(connection);
+        sender
+    }
+
+    fn request(body: ProxyBody) -> Request<ProxyBody> {
+        Request::builder()
+            .method("POST")
+            .uri("http://backend:8080/echo")
+            .header("connection", "keep-alive, x-hop")
+            .header("x-hop", "1")
+            .header("te", "trailers")
+            .body(body)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_streamed_request_and_its_response_keep_bodies_trailers_and_headers() {
+        let (addr, mut accepted, _) = server().await;
+        let mut sender = connect(addr).await;
+        let (chunks_tx, chunks_rx) =
+            tokio::sync::mpsc::unbounded_channel::<Result<Frame<Bytes>, BoxError>>();
+        let body = super::super::body::boxed(StreamBody::new(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(chunks_rx),
+        ));
+        let client = tokio::spawn(async move { send(&mut sender, request(body)).await });
+
+        let (req, mut respond) = accepted.recv().await.unwrap();
+        assert_eq!(req.uri(), "http://backend:8080/echo");
+        // Connection-specific headers are gone; `te: trailers` may stay.
+        assert!(req.headers().get("connection").is_none());
+        assert!(req.headers().get("x-hop").is_none());
+        assert_eq!(req.headers()["te"], "trailers");
+        // The request went out before its body was complete.
+        chunks_tx
+            .send(Ok(Frame::data(Bytes::from("hello "))))
+            .unwrap();
+        chunks_tx
+            .send(Ok(Frame::data(Bytes::from("world"))))
+            .unwrap();
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        chunks_tx.send(Ok(Frame::trailers(trailers))).unwrap();
+        drop(chunks_tx);
+        let mut recv = req.into_body();
+        let mut got = Vec::new();
+        while let Some(chunk) = recv.data().await {
+            let chunk = chunk.unwrap();
+            let _ = recv.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, b"hello world");
+        assert_eq!(recv.trailers().await.unwrap().unwrap()["grpc-status"], "0");
+
+        let response = Response::builder()
+            .status(200)
+            .header("content-length", "5")
+            .body(())
+            .unwrap();
+        let mut stream = respond.send_response(response, false).unwrap();
+        stream.send_data(Bytes::from("reply"), true).unwrap();
+
+        let response = client.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.body().size_hint().exact(), Some(5));
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "reply");
+    }
+
+    #[tokio::test]
+    async fn giving_up_before_the_response_resets_a_stream_still_sending() {
+        let (addr, mut accepted, _) = server().await;
+        let mut sender = connect(addr).await;
+        let (_chunks_tx, chunks_rx) =
+            tokio::sync::mpsc::unbounded_channel::<Result<Frame<Bytes>, BoxError>>();
+        let body = super::super::body::boxed(StreamBody::new(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(chunks_rx),
+        ));
+        let waiting = tokio::spawn(async move { send(&mut sender, request(body)).await });
+        let (req, _respond) = accepted.recv().await.unwrap();
+        // A route timeout, say: the attempt is dropped while its body is open.
+        waiting.abort();
+        let mut recv = req.into_body();
+        let ended = tokio::time::timeout(Duration::from_secs(5), recv.data())
+            .await
+            .expect("the server hears of the cancelled stream");
+        let err = ended.unwrap().unwrap_err();
+        assert_eq!(err.reason(), Some(h2::Reason::CANCEL));
+    }
+
+    #[tokio::test]
+    async fn a_refused_stream_is_retriable_and_the_connection_closes_with_its_last_handle() {
+        let (addr, mut accepted, closed) = server().await;
+        let mut sender = connect(addr).await;
+        let probe = sender.clone();
+        let client = tokio::spawn(async move {
+            let result = send(&mut sender, request(super::super::body::empty())).await;
+            (result.map(|_| ()), sender)
+        });
+        let (_req, mut respond) = accepted.recv().await.unwrap();
+        respond.send_reset(h2::Reason::REFUSED_STREAM);
+        let (result, sender) = client.await.unwrap();
+        let err = result.unwrap_err();
+        assert_eq!(
+            err.reason,
+            super::super::reset::ResetReason::RemoteRefusedStreamReset
+        );
+        assert_eq!(err.kind, crate::router::ResetKind::RefusedStream);
+        assert!(!probe.is_closed());
+
+        drop((sender, probe));
+        tokio::time::timeout(Duration::from_secs(5), closed)
+            .await
+            .expect("the connection closes once no handle is left")
+            .unwrap();
+    }
+}
