@@ -27,6 +27,7 @@ use crate::stats::Counter;
 use crate::telemetry::{self, DrainWatch};
 use crate::upstream::ClusterManager;
 
+use super::coalesce::CoalescingIo;
 use super::observer::{RequestInfo, RequestObserver};
 use super::routes::RouteTable;
 use super::stream::{self, ConnCtx, Shared};
@@ -315,7 +316,7 @@ async fn sleep_until_some(at: Option<Instant>) {
 /// a drain, HTTP/2 connections get a GOAWAY (`$goaway`) while HTTP/1 responses carry
 /// `connection: close` (see `serve`); whatever is left goes at the drain deadline.
 macro_rules! drive {
-    ($conn:expr, $streams:expr, $idle:expr, $drain:expr, $goaway:expr) => {{
+    ($conn:expr, $c:ident => $shutdown:expr, $streams:expr, $idle:expr, $drain:expr, $goaway:expr) => {{
         let conn = $conn;
         tokio::pin!(conn);
         let mut drain: DrainWatch = $drain;
@@ -332,13 +333,15 @@ macro_rules! drive {
                 _ = $streams.idle_for($idle), if !shutting_down => {
                     debug!("downstream connection idle; closing");
                     shutting_down = true;
-                    conn.as_mut().graceful_shutdown();
+                    let $c = conn.as_mut();
+                    $shutdown;
                 }
                 deadline = drain.started(), if hard_stop.is_none() => {
                     hard_stop = Some(deadline);
                     if $goaway && !shutting_down {
                         shutting_down = true;
-                        conn.as_mut().graceful_shutdown();
+                        let $c = conn.as_mut();
+                        $shutdown;
                     }
                 }
                 _ = sleep_until_some(hard_stop), if hard_stop.is_some() => {
@@ -404,7 +407,9 @@ async fn serve(
             if let Some(observer) = &ctx.shared.observer {
                 observer.on_request_start(version);
             }
-            let mut response = stream::handle(ctx, request).await;
+            // Boxed, so the task hyper spawns per stream holds a pointer instead of the
+            // whole request future (moved on spawn and allocated aligned otherwise).
+            let mut response = Box::pin(stream::handle(ctx, request)).await;
             if version != http::Version::HTTP_2
                 && drain.deadline().is_some()
                 && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
@@ -431,13 +436,13 @@ async fn serve(
         }
         None => (None, None),
     };
-    let io = TokioIo::new(Counted {
-        inner: stream,
-        rx,
-        tx,
-    });
     match codec {
         Codec::Http1 => {
+            let io = TokioIo::new(Counted {
+                inner: stream,
+                rx,
+                tx,
+            });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
@@ -447,6 +452,7 @@ async fn serve(
                 .max_buf_size(h1_buffer(max_header_bytes));
             drive!(
                 builder.serve_connection(io, service).with_upgrades(),
+                c => c.graceful_shutdown(),
                 streams,
                 hcm.idle_timeout,
                 (*drain).clone(),
@@ -454,12 +460,14 @@ async fn serve(
             );
         }
         Codec::Http2 => {
+            let (io, flusher) = CoalescingIo::new(stream, rx, tx);
             let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
             builder
                 .timer(TokioTimer::new())
                 .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
             drive!(
-                builder.serve_connection(io, service),
+                flusher.drive(builder.serve_connection(TokioIo::new(io), service)),
+                c => c.get_mut().connection().graceful_shutdown(),
                 streams,
                 hcm.idle_timeout,
                 (*drain).clone(),
