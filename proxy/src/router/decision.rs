@@ -122,8 +122,10 @@ impl<'c> ForwardDecision<'c> {
     /// `x-envoy-original-path` set. Path and authority are in `path` / `authority` (see
     /// [`Self::apply_to_parts`]).
     pub fn apply_to_request(&self, headers: &mut HeaderMap) {
-        for name in &headers::CONSUMED_REQUEST_HEADERS {
-            headers.remove(name);
+        if super::downstream::RemovableHeaders::scan(headers).envoy {
+            for name in &headers::CONSUMED_REQUEST_HEADERS {
+                headers.remove(name);
+            }
         }
         headers::apply_all(headers, &self.request_headers);
         if let Some(original) = &self.original_path

@@ -130,18 +130,46 @@ pub fn strip_any_host_port(authority: &str) -> &str {
 
 /// A random (version 4) UUID in its canonical text form.
 pub fn uuid_v4(rng: &mut impl Rng) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b: [u8; 16] = rng.random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    let mut text = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            text.push('-');
+        }
+        text.push(HEX[usize::from(byte >> 4)] as char);
+        text.push(HEX[usize::from(byte & 0x0f)] as char);
+    }
+    text
+}
+
+/// Which kinds of header a request carries that the HCM may have to remove. One pass
+/// over the names: most requests carry neither kind, and then no removal (each a
+/// hash and a probe) needs to be tried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RemovableHeaders {
+    pub envoy: bool,
+    pub hop_by_hop: bool,
+}
+
+impl RemovableHeaders {
+    pub fn scan(headers: &HeaderMap) -> RemovableHeaders {
+        let mut found = RemovableHeaders::default();
+        for name in headers.keys() {
+            let name = name.as_str();
+            if name.starts_with("x-envoy-") {
+                found.envoy = true;
+            } else if matches!(
+                name,
+                "connection" | "upgrade" | "keep-alive" | "proxy-connection" | "transfer-encoding"
+            ) {
+                found.hop_by_hop = true;
+            }
+        }
+        found
+    }
 }
 
 fn set_str(headers: &mut HeaderMap, name: http::HeaderName, value: &str) {
@@ -170,17 +198,18 @@ pub fn mutate_request_headers(
     upgrade: bool,
     rng: &mut impl Rng,
 ) -> Downstream {
-    if !upgrade {
-        headers.remove(http::header::CONNECTION);
-        headers.remove(http::header::UPGRADE);
+    let removable = RemovableHeaders::scan(headers);
+    if removable.hop_by_hop {
+        if !upgrade {
+            headers.remove(http::header::CONNECTION);
+            headers.remove(http::header::UPGRADE);
+        }
+        for hop in ["keep-alive", "proxy-connection", "transfer-encoding"] {
+            headers.remove(hop);
+        }
     }
-    for hop in [
-        "x-envoy-internal",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-    ] {
-        headers.remove(hop);
+    if removable.envoy {
+        headers.remove(names::X_ENVOY_INTERNAL);
     }
 
     let peer = conn.remote.ip();
@@ -221,13 +250,15 @@ pub fn mutate_request_headers(
     if internal {
         headers.insert(names::X_ENVOY_INTERNAL, HeaderValue::from_static("true"));
     } else {
-        if edge {
+        if edge && removable.envoy {
             for h in EDGE_ONLY_INTERNAL {
                 headers.remove(h);
             }
         }
-        for h in INTERNAL_ONLY {
-            headers.remove(h);
+        if removable.envoy {
+            for h in INTERNAL_ONLY {
+                headers.remove(h);
+            }
         }
     }
     if edge {
