@@ -353,6 +353,32 @@ macro_rules! drive {
     }};
 }
 
+/// One request on a connection, start to response (the body still streams).
+async fn respond(
+    ctx: Arc<ConnCtx>,
+    drain: Arc<DrainWatch>,
+    request: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<super::body::ProxyBody>, Infallible> {
+    let version = request.version();
+    // Here, not before the future is first polled: a request reported started is then
+    // always reported done (the stream creates its report at once).
+    if let Some(observer) = &ctx.shared.observer {
+        observer.on_request_start(version);
+    }
+    let mut response = stream::handle(ctx, request).await;
+    if version != http::Version::HTTP_2
+        && drain.deadline().is_some()
+        && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
+    {
+        // Envoy's drain for HTTP/1: the next response ends the connection.
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    Ok(response)
+}
+
 async fn serve(
     shared: Arc<Shared>,
     stream: TcpStream,
@@ -396,33 +422,6 @@ async fn serve(
         streams: streams.clone(),
     });
     let drain = Arc::new(chain.drain);
-    let service_drain = drain.clone();
-    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-        let ctx = ctx.clone();
-        let drain = service_drain.clone();
-        async move {
-            let version = request.version();
-            // Here, not before the future is first polled: a request reported started
-            // is then always reported done (the stream creates its report at once).
-            if let Some(observer) = &ctx.shared.observer {
-                observer.on_request_start(version);
-            }
-            // Boxed, so the task hyper spawns per stream holds a pointer instead of the
-            // whole request future (moved on spawn and allocated aligned otherwise).
-            let mut response = Box::pin(stream::handle(ctx, request)).await;
-            if version != http::Version::HTTP_2
-                && drain.deadline().is_some()
-                && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
-            {
-                // Envoy's drain for HTTP/1: the next response ends the connection.
-                response.headers_mut().insert(
-                    http::header::CONNECTION,
-                    http::HeaderValue::from_static("close"),
-                );
-            }
-            Ok::<_, Infallible>(response)
-        }
-    });
     let max_header_bytes = usize::try_from(hcm.max_request_headers_kb)
         .unwrap_or(usize::MAX / 2048)
         .saturating_mul(1024);
@@ -451,7 +450,12 @@ async fn serve(
                 .max_header_size(max_header_bytes)
                 .max_buf_size(h1_buffer(max_header_bytes));
             drive!(
-                builder.serve_connection(io, service).with_upgrades(),
+                builder
+                    .serve_connection(
+                        io,
+                        service_fn(|request| respond(ctx.clone(), drain.clone(), request)),
+                    )
+                    .with_upgrades(),
                 c => c.graceful_shutdown(),
                 streams,
                 hcm.idle_timeout,
@@ -466,7 +470,13 @@ async fn serve(
                 .timer(TokioTimer::new())
                 .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
             drive!(
-                flusher.drive(builder.serve_connection(TokioIo::new(io), service)),
+                flusher.drive(builder.serve_connection(
+                    TokioIo::new(io),
+                    // Boxed: hyper spawns a task per HTTP/2 stream, which then holds a
+                    // pointer instead of the whole request future (moved on spawn, and
+                    // allocated aligned). HTTP/1 keeps it inline in the connection.
+                    service_fn(|request| Box::pin(respond(ctx.clone(), drain.clone(), request))),
+                )),
                 c => c.get_mut().connection().graceful_shutdown(),
                 streams,
                 hcm.idle_timeout,
