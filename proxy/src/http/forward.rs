@@ -10,12 +10,10 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Body;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use tokio::time::Instant;
 
 use crate::router::local_reply::ReplyTo;
-use crate::router::retry::NoRetry;
+use crate::router::retry::{LazyRng, NoRetry};
 use crate::router::{ForwardDecision, LocalReply, ResetKind, RetryDecision, RetryState};
 use crate::upstream::breaker::OVERFLOW_BODY;
 use crate::upstream::{ClusterManager, ClusterState, Host, LbContext, Outcome as Observed};
@@ -347,8 +345,7 @@ pub async fn forward(
         );
     }
     let protocol = Protocol::for_cluster(&cluster.config().http, facts.version);
-    let mut retry: Option<RetryState<StdRng>> =
-        decision.retry_state(StdRng::from_rng(&mut rand::rng()));
+    let mut retry: Option<RetryState<LazyRng>> = decision.retry_state(LazyRng::default());
     let mut source = Source::new(body, retry.is_some() || !decision.mirrors.is_empty());
     for mirror in &decision.mirrors {
         if let Some(shadow) = source.shadow_body() {

@@ -18,10 +18,10 @@ pub trait RequestObserver: Send + Sync + 'static {
     /// also reported done.
     fn on_request_start(&self, _version: Version) {}
 
-    /// Whether [`RequestInfo::request_headers`] must be filled (access logs read
-    /// `%REQ(...)%`, Istio's metrics the content type); copying them costs an
-    /// allocation per request otherwise spared.
-    fn wants_request_headers(&self) -> bool {
+    /// Whether [`RequestInfo::request_headers`] and [`RequestInfo::response_headers`]
+    /// must be filled (access logs read `%REQ(...)%` and `%RESP(...)%`); copying them
+    /// costs allocations per request otherwise spared.
+    fn wants_headers(&self) -> bool {
         true
     }
 
@@ -215,13 +215,15 @@ pub struct RequestInfo {
     pub x_forwarded_for: Option<String>,
     /// `grpc-status` of the response (trailers, or headers for trailers-only responses).
     pub grpc_status: Option<u32>,
-    /// The HCM's `stat_prefix`.
-    pub stat_prefix: String,
     /// The HCM that served the request (its access logs, stat prefix, ...).
     pub connection_manager: Option<Arc<HttpConnectionManager>>,
-    /// The request headers as routed (after the HCM's own changes, before the router's).
+    /// The request is gRPC (`content-type: application/grpc…`, not gRPC-Web), as Istio's
+    /// metrics tell it.
+    pub grpc_request: bool,
+    /// The request headers as routed (after the HCM's own changes, before the router's),
+    /// when the observer [wants them](RequestObserver::wants_headers).
     pub request_headers: HeaderMap,
-    /// The response headers as sent downstream.
+    /// The response headers as sent downstream, when the observer wants them.
     pub response_headers: HeaderMap,
     pub response_trailers: HeaderMap,
 }
@@ -298,8 +300,8 @@ impl RequestInfo {
             user_agent: None,
             x_forwarded_for: None,
             grpc_status: None,
-            stat_prefix: String::new(),
             connection_manager: None,
+            grpc_request: false,
             request_headers: HeaderMap::new(),
             response_headers: HeaderMap::new(),
             response_trailers: HeaderMap::new(),

@@ -14,6 +14,12 @@ pub fn normalize(path_and_query: &str, dots: bool, merge_slashes: bool) -> Optio
     if !path.starts_with('/') {
         return None;
     }
+    // Nearly every path is already normal: find out without allocating.
+    let dot_segment = dots && path.split('/').any(|seg| is_dot(seg) || is_dot_dot(seg));
+    let double_slash = merge_slashes && path.contains("//");
+    if !dot_segment && !double_slash {
+        return None;
+    }
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = path[1..].split('/').collect();
     let last = segments.len() - 1;
@@ -52,10 +58,9 @@ fn is_dot(seg: &str) -> bool {
 }
 
 fn is_dot_dot(seg: &str) -> bool {
-    matches!(
-        seg.to_ascii_lowercase().as_str(),
-        ".." | ".%2e" | "%2e." | "%2e%2e"
-    )
+    ["..", ".%2e", "%2e.", "%2e%2e"]
+        .iter()
+        .any(|dots| seg.eq_ignore_ascii_case(dots))
 }
 
 #[cfg(test)]

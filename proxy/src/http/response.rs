@@ -70,7 +70,9 @@ impl Completion {
     pub fn response_started<B>(&mut self, response: &Response<B>) {
         self.info.status = Some(response.status().as_u16());
         self.info.response_duration = Some(self.start.elapsed());
-        self.info.response_headers = response.headers().clone();
+        if self.observer.as_ref().is_some_and(|o| o.wants_headers()) {
+            self.info.response_headers = response.headers().clone();
+        }
         if let Some(g) = grpc_status(response.headers()) {
             self.info.grpc_status = Some(g);
         }

@@ -108,8 +108,8 @@ impl RequestObserver for Both {
         self.1.on_request_start(version);
     }
 
-    fn wants_request_headers(&self) -> bool {
-        self.0.wants_request_headers() || self.1.wants_request_headers()
+    fn wants_headers(&self) -> bool {
+        self.0.wants_headers() || self.1.wants_headers()
     }
 
     fn on_request_done(&self, info: &RequestInfo) {

@@ -129,6 +129,11 @@ fn record_request(info: &mut RequestInfo, parts: &http::request::Parts, keep_hea
     info.request_id = get("x-request-id");
     info.user_agent = get("user-agent");
     info.x_forwarded_for = get("x-forwarded-for");
+    info.grpc_request = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc") && !ct.contains("grpc-web"));
     if keep_headers {
         info.request_headers = parts.headers.clone();
     }
@@ -178,10 +183,9 @@ pub async fn handle(ctx: Arc<ConnCtx>, mut request: Request<Incoming>) -> Respon
         ctx.peer,
         ctx.destination,
     );
-    info.stat_prefix = ctx.hcm.stat_prefix.clone();
     info.connection_manager = Some(ctx.hcm.clone());
     let observer = ctx.shared.observer.clone();
-    let keep_headers = observer.as_ref().is_some_and(|o| o.wants_request_headers());
+    let keep_headers = observer.as_ref().is_some_and(|o| o.wants_headers());
     let mut completion = Completion::new(info, start, observer);
     completion.hold(ctx.streams.start());
     let progress = Progress::new(start);

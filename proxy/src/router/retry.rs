@@ -189,6 +189,32 @@ impl Backoff {
     }
 }
 
+/// The back-off jitter's generator, seeded when first used: Istio's default retry
+/// policy gives nearly every request a retry state, and few requests ever retry.
+#[derive(Clone, Debug, Default)]
+pub struct LazyRng(Option<rand::rngs::StdRng>);
+
+impl LazyRng {
+    fn seeded(&mut self) -> &mut rand::rngs::StdRng {
+        self.0
+            .get_or_insert_with(|| rand::SeedableRng::from_rng(&mut rand::rng()))
+    }
+}
+
+impl rand::RngCore for LazyRng {
+    fn next_u32(&mut self) -> u32 {
+        self.seeded().next_u32()
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.seeded().next_u64()
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.seeded().fill_bytes(dest);
+    }
+}
+
 /// The retry state of one downstream request.
 #[derive(Clone, Debug)]
 pub struct RetryState<R> {

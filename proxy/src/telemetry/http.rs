@@ -169,11 +169,7 @@ impl HcmTelemetry {
         info: &RequestInfo,
         cluster: Option<&ClusterTelemetry>,
     ) {
-        let grpc = info
-            .request_headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/grpc") && !ct.contains("grpc-web"));
+        let grpc = info.grpc_request;
         let status = info.status.unwrap_or(0);
         let key = LabelKey {
             service: destination_service(info, cluster),
@@ -277,8 +273,9 @@ fn charge_cluster(stats: &ClusterStats, info: &RequestInfo) {
 }
 
 impl RequestObserver for HcmTelemetry {
-    fn wants_request_headers(&self) -> bool {
-        !self.loggers.is_empty() || self.istio.is_some()
+    fn wants_headers(&self) -> bool {
+        // Istio's metrics read only whether the request is gRPC (`grpc_request`).
+        !self.loggers.is_empty()
     }
 
     fn on_request_start(&self, version: Version) {
