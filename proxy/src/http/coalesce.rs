@@ -223,15 +223,8 @@ impl<F: Future<Output = O>, O: Unpin> Future for Flushing<F, O> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::test_support::tcp_pair as pair;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    async fn pair() -> (TcpStream, TcpStream) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let client = TcpStream::connect(addr).await.unwrap();
-        let (server, _) = l.accept().await.unwrap();
-        (client, server)
-    }
 
     #[tokio::test]
     async fn writes_leave_together_when_the_driving_future_yields() {

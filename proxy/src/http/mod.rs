@@ -27,6 +27,8 @@ pub mod response;
 pub mod routes;
 pub mod server;
 pub mod stream;
+#[cfg(test)]
+mod test_support;
 pub mod upgrade;
 
 pub use observer::{RequestInfo, RequestObserver, ResponseFlag, ResponseFlags};

@@ -491,15 +491,8 @@ async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::test_support::tcp_pair as pair;
     use tokio::io::AsyncWriteExt;
-
-    async fn pair() -> (TcpStream, TcpStream) {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let client = TcpStream::connect(addr).await.unwrap();
-        let (server, _) = l.accept().await.unwrap();
-        (client, server)
-    }
 
     #[tokio::test]
     async fn sniffing_tells_h2_prior_knowledge_from_http1() {
