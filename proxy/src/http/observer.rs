@@ -217,8 +217,8 @@ pub struct RequestInfo {
     pub grpc_status: Option<u32>,
     /// The HCM that served the request (its access logs, stat prefix, ...).
     pub connection_manager: Option<Arc<HttpConnectionManager>>,
-    /// The request is gRPC (`content-type: application/grpc…`, not gRPC-Web), as Istio's
-    /// metrics tell it.
+    /// The request is gRPC (Envoy's test: `content-type: application/grpc`, alone or
+    /// with `+…`/`;…`, so not gRPC-Web); Istio's metrics label it so.
     pub grpc_request: bool,
     /// The request headers as routed (after the HCM's own changes, before the router's),
     /// when the observer [wants them](RequestObserver::wants_headers).

@@ -129,11 +129,7 @@ fn record_request(info: &mut RequestInfo, parts: &http::request::Parts, keep_hea
     info.request_id = get("x-request-id");
     info.user_agent = get("user-agent");
     info.x_forwarded_for = get("x-forwarded-for");
-    info.grpc_request = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc") && !ct.contains("grpc-web"));
+    info.grpc_request = view.is_grpc();
     if keep_headers {
         info.request_headers = parts.headers.clone();
     }
