@@ -11,16 +11,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use h2::RecvStream;
 use h2::client::{ResponseFuture, SendRequest};
-use h2::{RecvStream, SendStream};
-use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, TE};
-use http::{HeaderMap, HeaderValue, Method, Request, Response};
-use hyper::body::{Body, Frame, SizeHint};
+use http::{HeaderMap, Method, Request, Response};
+use hyper::body::Body;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-use super::body::{BoxError, ProxyBody};
+use super::body::ProxyBody;
 use super::coalesce::CoalescingIo;
+pub use super::h2_body::H2Body;
+use super::h2_body::{PipeBody, set_content_length_if_missing, strip_connection_headers};
 use super::reset::AttemptError;
 
 // The windows and limits hyper's client uses, so switching from it changes nothing on
@@ -92,30 +93,6 @@ pub async fn handshake(
     ))
 }
 
-/// Headers that only mean something to one HTTP/1 connection; h2 refuses to send them.
-const CONNECTION_SPECIFIC: [HeaderName; 4] = [
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-];
-
-fn strip_connection_headers(headers: &mut HeaderMap) {
-    for name in &CONNECTION_SPECIFIC {
-        headers.remove(name);
-    }
-    if headers.get(TE).is_some_and(|te| te != "trailers") {
-        headers.remove(TE);
-    }
-    if let Some(listed) = headers.remove(CONNECTION)
-        && let Ok(listed) = listed.to_str()
-    {
-        for name in listed.split(',') {
-            headers.remove(name.trim());
-        }
-    }
-}
-
 /// A body with a known length gets a `content-length`, unless it is empty on a method
 /// whose request carries no payload.
 fn set_content_length(method: &Method, headers: &mut HeaderMap, body: &ProxyBody) {
@@ -126,8 +103,8 @@ fn set_content_length(method: &Method, headers: &mut HeaderMap, body: &ProxyBody
         *method,
         Method::GET | Method::HEAD | Method::DELETE | Method::CONNECT
     );
-    if (len != 0 || !no_payload) && !headers.contains_key(CONTENT_LENGTH) {
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    if len != 0 || !no_payload {
+        set_content_length_if_missing(headers, len);
     }
 }
 
@@ -142,7 +119,7 @@ pub async fn send(
         .await
         .map_err(|e| AttemptError::from_h2(&e, false))?;
     let (mut parts, body) = request.into_parts();
-    strip_connection_headers(&mut parts.headers);
+    strip_connection_headers(&mut parts.headers, true);
     set_content_length(&parts.method, &mut parts.headers, &body);
     let end_of_stream = body.is_end_stream();
     let (response, stream) = sender
@@ -153,11 +130,7 @@ pub async fn send(
         CancelBody(None)
     } else {
         let (cancel, cancelled) = oneshot::channel();
-        tokio::spawn(PipeBody {
-            body,
-            stream,
-            cancelled: Some(cancelled),
-        });
+        tokio::spawn(PipeBody::new(body, stream, h2::Reason::CANCEL).cancelled_by(cancelled));
         CancelBody(Some(cancel))
     };
     let response = AwaitResponse {
@@ -167,16 +140,7 @@ pub async fn send(
     .await
     .map_err(|e| AttemptError::from_h2(&e, true))?;
     let (parts, recv) = response.into_parts();
-    let remaining = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let body = H2Body {
-        recv,
-        data_done: false,
-        remaining,
-    };
+    let body = H2Body::new(recv, &parts.headers);
     Ok(Response::from_parts(parts, body))
 }
 
@@ -217,129 +181,13 @@ impl Future for AwaitResponse {
     }
 }
 
-/// Streams a request body into its HTTP/2 stream, as the peer's flow control allows.
-struct PipeBody {
-    body: ProxyBody,
-    stream: SendStream<Bytes>,
-    cancelled: Option<oneshot::Receiver<()>>,
-}
-
-impl Future for PipeBody {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        if let Some(cancelled) = &mut this.cancelled {
-            match Pin::new(cancelled).poll(cx) {
-                Poll::Ready(Ok(())) => {
-                    this.stream.send_reset(h2::Reason::CANCEL);
-                    return Poll::Ready(());
-                }
-                // Disarmed: the response arrived, and the body goes on (a gRPC stream).
-                Poll::Ready(Err(_)) => this.cancelled = None,
-                Poll::Pending => {}
-            }
-        }
-        loop {
-            // The peer reset the stream or the connection failed: nobody reads the rest.
-            if this.stream.poll_reset(cx).is_ready() {
-                return Poll::Ready(());
-            }
-            if this.stream.capacity() == 0 {
-                this.stream.reserve_capacity(1);
-                match this.stream.poll_capacity(cx) {
-                    Poll::Ready(Some(Ok(_))) => {}
-                    Poll::Ready(None | Some(Err(_))) => return Poll::Ready(()),
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
-                None => {
-                    let _ = this.stream.send_data(Bytes::new(), true);
-                    return Poll::Ready(());
-                }
-                Some(Err(_)) => {
-                    // The downstream body failed: the upstream must not see a complete
-                    // request.
-                    this.stream.send_reset(h2::Reason::CANCEL);
-                    return Poll::Ready(());
-                }
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        let end = this.body.is_end_stream();
-                        let sent = this.stream.send_data(data, end);
-                        if end || sent.is_err() {
-                            return Poll::Ready(());
-                        }
-                    }
-                    Err(frame) => {
-                        if let Ok(trailers) = frame.into_trailers() {
-                            let _ = this.stream.send_trailers(trailers);
-                        } else {
-                            let _ = this.stream.send_data(Bytes::new(), true);
-                        }
-                        return Poll::Ready(());
-                    }
-                },
-            }
-        }
-    }
-}
-
-/// An upstream response body: data as it arrives (its flow-control window is given
-/// back at once, as hyper does), then the trailers.
-pub struct H2Body {
-    recv: RecvStream,
-    data_done: bool,
-    remaining: Option<u64>,
-}
-
-impl Body for H2Body {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        if !this.data_done {
-            match ready!(this.recv.poll_data(cx)) {
-                Some(Ok(data)) => {
-                    let _ = this.recv.flow_control().release_capacity(data.len());
-                    if let Some(r) = &mut this.remaining {
-                        *r = r.saturating_sub(data.len() as u64);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-                None => this.data_done = true,
-            }
-        }
-        match ready!(this.recv.poll_trailers(cx)) {
-            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-            Ok(None) => Poll::Ready(None),
-            Err(e) => Poll::Ready(Some(Err(e.into()))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.recv.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.remaining {
-            Some(n) => SizeHint::with_exact(n),
-            None if self.recv.is_end_stream() => SizeHint::with_exact(0),
-            None => SizeHint::default(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::body::BoxError;
+    use http::HeaderValue;
     use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
     use std::time::Duration;
 
     /// A real HTTP/2 server on the h2 crate; every accepted request is handed over.

@@ -13,6 +13,8 @@ pub mod body;
 pub mod coalesce;
 pub mod connect;
 pub mod forward;
+pub mod h2_body;
+pub mod h2_downstream;
 pub mod h2_upstream;
 pub mod hash;
 pub mod local;

@@ -146,13 +146,13 @@ impl Progress {
 }
 
 /// The downstream request body, reporting into [`Progress`].
-pub struct TrackedBody {
-    inner: ProxyBody,
+pub struct TrackedBody<B = ProxyBody> {
+    inner: B,
     progress: Arc<Progress>,
 }
 
-impl TrackedBody {
-    pub fn new(inner: ProxyBody, progress: Arc<Progress>) -> TrackedBody {
+impl<B: Body> TrackedBody<B> {
+    pub fn new(inner: B, progress: Arc<Progress>) -> TrackedBody<B> {
         if inner.is_end_stream() {
             progress.mark_ended();
         }
@@ -160,7 +160,11 @@ impl TrackedBody {
     }
 }
 
-impl Body for TrackedBody {
+impl<B> Body for TrackedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -168,7 +172,9 @@ impl Body for TrackedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let polled = Pin::new(&mut self.inner)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|result| result.map_err(Into::into)));
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -27,7 +27,9 @@ use crate::stats::Counter;
 use crate::telemetry::{self, DrainWatch};
 use crate::upstream::ClusterManager;
 
+use super::body::{BoxError, ProxyBody};
 use super::coalesce::CoalescingIo;
+use super::h2_downstream::H2Connection;
 use super::observer::{RequestInfo, RequestObserver};
 use super::routes::RouteTable;
 use super::stream::{self, ConnCtx, Shared};
@@ -354,11 +356,15 @@ macro_rules! drive {
 }
 
 /// One request on a connection, start to response (the body still streams).
-async fn respond(
+async fn respond<B>(
     ctx: Arc<ConnCtx>,
     drain: Arc<DrainWatch>,
-    request: http::Request<hyper::body::Incoming>,
-) -> Result<http::Response<super::body::ProxyBody>, Infallible> {
+    request: http::Request<B>,
+) -> http::Response<ProxyBody>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let version = request.version();
     // Here, not before the future is first polled: a request reported started is then
     // always reported done (the stream creates its report at once).
@@ -376,7 +382,7 @@ async fn respond(
             http::HeaderValue::from_static("close"),
         );
     }
-    Ok(response)
+    response
 }
 
 async fn serve(
@@ -453,7 +459,12 @@ async fn serve(
                 builder
                     .serve_connection(
                         io,
-                        service_fn(|request| Box::pin(respond(ctx.clone(), drain.clone(), request))),
+                        // Boxed: inline, hyper moves the whole request future into its
+                        // dispatcher on every request, which measured no cheaper.
+                        service_fn(|request| {
+                            let responding = respond(ctx.clone(), drain.clone(), request);
+                            Box::pin(async move { Ok::<_, Infallible>(responding.await) })
+                        }),
                     )
                     .with_upgrades(),
                 c => c.graceful_shutdown(),
@@ -465,20 +476,14 @@ async fn serve(
         }
         Codec::Http2 => {
             let (io, flusher) = CoalescingIo::new(stream, rx, tx);
-            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-            builder
-                .timer(TokioTimer::new())
-                .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
+            let drain_for_streams = drain.clone();
+            let max_header_list = u32::try_from(max_header_bytes).unwrap_or(u32::MAX);
+            let connection = H2Connection::new(io, max_header_list, move |request| {
+                respond(ctx.clone(), drain_for_streams.clone(), request)
+            });
             drive!(
-                flusher.drive(builder.serve_connection(
-                    TokioIo::new(io),
-                    // Boxed: hyper spawns a task per HTTP/2 stream, which then holds a
-                    // pointer instead of the whole request future (moved on spawn, and
-                    // allocated aligned). HTTP/1 boxes it too: inline, hyper moves it into
-                    // its dispatcher on every request, which measured no cheaper.
-                    service_fn(|request| Box::pin(respond(ctx.clone(), drain.clone(), request))),
-                )),
-                c => c.get_mut().connection().graceful_shutdown(),
+                flusher.drive(connection),
+                c => c.get_mut().connection().get_mut().graceful_shutdown(),
                 streams,
                 hcm.idle_timeout,
                 (*drain).clone(),

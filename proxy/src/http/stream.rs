@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use http::{HeaderValue, Request, Response, Uri, Version, header};
-use hyper::body::Incoming;
+use hyper::body::Body;
 use tokio::time::Instant;
 
 use crate::config::listener::HttpConnectionManager;
@@ -19,7 +19,7 @@ use crate::router::local_reply::{ReplyTo, local_reply};
 use crate::router::{Outcome, RequestView, RouterOptions};
 use crate::upstream::ClusterManager;
 
-use super::body::{self, ProxyBody};
+use super::body::{self, BoxError, ProxyBody};
 use super::forward::{self, Forwarded, StreamFacts};
 use super::local;
 use super::observer::{RequestInfo, RequestObserver, ResponseFlag};
@@ -159,7 +159,13 @@ fn set_server(response: &mut Response<ProxyBody>, ctx: &ConnCtx) {
     }
 }
 
-pub async fn handle(ctx: Arc<ConnCtx>, mut request: Request<Incoming>) -> Response<ProxyBody> {
+/// Serves one request whose body is `B`: hyper's for HTTP/1, the `h2` crate's for
+/// HTTP/2.
+pub async fn handle<B>(ctx: Arc<ConnCtx>, mut request: Request<B>) -> Response<ProxyBody>
+where
+    B: Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let start = Instant::now();
     let upgrade_type =
         upgrade::requested(request.headers()).filter(|_| request.version() != Version::HTTP_2);
@@ -186,7 +192,7 @@ pub async fn handle(ctx: Arc<ConnCtx>, mut request: Request<Incoming>) -> Respon
     completion.hold(ctx.streams.start());
     let progress = Progress::new(start);
     completion.set_progress(progress.clone());
-    let body = body::boxed(TrackedBody::new(body::boxed(incoming), progress.clone()));
+    let body = body::boxed(TrackedBody::new(incoming, progress.clone()));
 
     prepare_head(&ctx, &mut parts, upgrade_type.is_some());
     record_request(completion.info_mut(), &parts, keep_headers);
