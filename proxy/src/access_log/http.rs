@@ -33,7 +33,7 @@ impl LogContext for RequestInfo {
     }
 
     fn response_code_details(&self) -> Option<&str> {
-        Some(self.response_code_details.as_str()).filter(|d| !d.is_empty())
+        Some(self.response_code_details.as_ref()).filter(|d| !d.is_empty())
     }
 
     fn response_flags(&self) -> Cow<'_, str> {

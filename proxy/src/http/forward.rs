@@ -21,7 +21,7 @@ use crate::upstream::{ClusterManager, ClusterState, Host, LbContext, Outcome as 
 use super::body::{self, ProxyBody};
 use super::local;
 use super::observer::ResponseFlag;
-use super::pool::{self, Protocol, Target};
+use super::pool::{self, AttemptHold, Protocol, Target};
 use super::progress::Progress;
 use super::replay::{DEFAULT_BUFFER_LIMIT, ReplayLog};
 use super::reset::{AttemptError, UPSTREAM_RESET_DETAILS, reset_body, reset_details};
@@ -51,7 +51,7 @@ pub struct Forwarded {
 
 impl Forwarded {
     fn local(reply: LocalReply, completion: &mut Completion) -> Forwarded {
-        completion.info_mut().response_code_details = reply.details.to_string();
+        completion.info_mut().response_code_details = reply.details.into();
         Forwarded {
             response: local::into_response(reply),
             timers: BodyTimers::default(),
@@ -345,7 +345,7 @@ pub async fn forward(
         );
     }
     let protocol = Protocol::for_cluster(&cluster.config().http, facts.version);
-    let mut retry: Option<RetryState<LazyRng>> = decision.retry_state(LazyRng::default());
+    let mut retry: Option<RetryState<'_, LazyRng>> = decision.retry_state(LazyRng::default());
     let mut source = Source::new(body, retry.is_some() || !decision.mirrors.is_empty());
     for mirror in &decision.mirrors {
         if let Some(shadow) = source.shadow_body() {
@@ -380,7 +380,13 @@ pub async fn forward(
                 completion,
             );
         };
-        tried.push(host.address());
+        // Only the previous-hosts predicate reads the list: without it, nothing to keep.
+        if decision
+            .retry_policy
+            .is_some_and(|p| p.avoid_previous_hosts)
+        {
+            tried.push(host.address());
+        }
         {
             let info = completion.info_mut();
             info.upstream_host = Some(host.address());
@@ -405,11 +411,7 @@ pub async fn forward(
         let request = Request::from_parts(head, source.attempt_body());
 
         let attempt_start = Instant::now();
-        let mut hold: Vec<Box<dyn std::any::Any + Send>> =
-            vec![Box::new(request_slot), Box::new(host.start_request())];
-        if let Some(g) = retry_guard.take() {
-            hold.push(Box::new(g));
-        }
+        let hold = AttemptHold::new(request_slot, host.start_request(), retry_guard.take());
         let target = Target {
             cluster: &cluster,
             host: &host,
@@ -528,7 +530,7 @@ pub async fn forward(
             ),
             completion,
         );
-        completion.info_mut().response_code_details = reset_details(&failure);
+        completion.info_mut().response_code_details = reset_details(&failure).into();
         return forwarded;
     }
 }
@@ -561,7 +563,7 @@ fn upstream_response(
     strip_response_hop_by_hop(&mut parts.headers, false);
     let ended = facts.progress.ended_at();
     decision.apply_to_response(&mut parts.headers, ended.map(|end| end.elapsed()));
-    completion.info_mut().response_code_details = "via_upstream".to_string();
+    completion.info_mut().response_code_details = "via_upstream".into();
     let deadline = decision
         .timeouts
         .global

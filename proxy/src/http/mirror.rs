@@ -90,8 +90,7 @@ pub fn spawn(
             host: &host,
             protocol,
         };
-        let hold: Vec<Box<dyn std::any::Any + Send>> =
-            vec![Box::new(slot), Box::new(host.start_request())];
+        let hold = pool::AttemptHold::new(slot, host.start_request(), None);
         let work = async {
             if let Ok(response) = pool::send(target, request, hold).await {
                 let _ = response.into_body().collect().await;

@@ -3,6 +3,7 @@
 //! [`HttpService`](super::HttpService) when the response has been sent (or the stream
 //! ended early).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -194,7 +195,7 @@ pub struct RequestInfo {
     pub status: Option<u16>,
     pub response_flags: ResponseFlags,
     /// Envoy's `%RESPONSE_CODE_DETAILS%` (`via_upstream`, `route_not_found`, ...).
-    pub response_code_details: String,
+    pub response_code_details: Cow<'static, str>,
     /// Request body bytes (`%BYTES_RECEIVED%`).
     pub bytes_received: u64,
     /// Response body bytes (`%BYTES_SENT%`).
@@ -285,7 +286,7 @@ impl RequestInfo {
             protocol,
             status: None,
             response_flags: ResponseFlags::default(),
-            response_code_details: String::new(),
+            response_code_details: Cow::Borrowed(""),
             bytes_received: 0,
             bytes_sent: 0,
             upstream_host: None,

@@ -13,7 +13,6 @@
 //! `max_pending_requests` breaker) while it connects or waits for a connection slot.
 //! Idle connections are swept every second by a task on the worker.
 
-use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,7 +32,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::config::cluster::{HttpProtocolOptions, UpstreamProtocol};
-use crate::upstream::breaker::{CircuitBreakers, Resource};
+use crate::upstream::breaker::{BreakerGuard, CircuitBreakers, Resource};
+use crate::upstream::host::RequestGuard;
 use crate::upstream::{ClusterState, Host};
 
 use super::body::{self, BoxError, ProxyBody};
@@ -113,6 +113,28 @@ struct Streams {
 }
 
 struct StreamGuard(Arc<Streams>);
+
+/// What one attempt keeps until its response body is done: its unit of the cluster's
+/// `max_requests` breaker, its host's active-request count, the retry breaker's unit
+/// when it is a retry, and its place on an HTTP/2 connection. A struct rather than a
+/// list of boxes, so an attempt allocates nothing for them.
+pub struct AttemptHold {
+    _request: BreakerGuard,
+    _host: RequestGuard,
+    _retry: Option<BreakerGuard>,
+    stream: Option<StreamGuard>,
+}
+
+impl AttemptHold {
+    pub fn new(request: BreakerGuard, host: RequestGuard, retry: Option<BreakerGuard>) -> Self {
+        AttemptHold {
+            _request: request,
+            _host: host,
+            _retry: retry,
+            stream: None,
+        }
+    }
+}
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
@@ -245,7 +267,7 @@ const PENDING_RECHECK: Duration = Duration::from_millis(50);
 pub async fn send(
     target: Target<'_>,
     request: Request<ProxyBody>,
-    hold: Vec<Box<dyn Any + Send>>,
+    hold: AttemptHold,
 ) -> Result<Response<ProxyBody>, AttemptError> {
     match target.protocol {
         Protocol::Http1 => send_h1(target, request, hold).await,
@@ -256,7 +278,7 @@ pub async fn send(
 async fn send_h1(
     target: Target<'_>,
     mut request: Request<ProxyBody>,
-    hold: Vec<Box<dyn Any + Send>>,
+    hold: AttemptHold,
 ) -> Result<Response<ProxyBody>, AttemptError> {
     let key = Key::of(&target);
     let options = &target.cluster.config().http;
@@ -353,7 +375,7 @@ enum H2State {
 async fn send_h2(
     target: Target<'_>,
     request: Request<ProxyBody>,
-    mut hold: Vec<Box<dyn Any + Send>>,
+    mut hold: AttemptHold,
 ) -> Result<Response<ProxyBody>, AttemptError> {
     let key = Key::of(&target);
     let options = &target.cluster.config().http;
@@ -434,7 +456,7 @@ async fn send_h2(
     };
     drop(pending);
     streams.active.fetch_add(1, Ordering::AcqRel);
-    hold.push(Box::new(StreamGuard(streams)));
+    hold.stream = Some(StreamGuard(streams));
     if send.ready().await.is_err() {
         POOLS.with(|p| p.borrow_mut().h2.remove(&key));
         return Err(AttemptError::send_closed());
@@ -578,11 +600,7 @@ impl ReturnH1 {
     }
 }
 
-fn wrap<B>(
-    response: Response<B>,
-    back: Option<ReturnH1>,
-    hold: Vec<Box<dyn Any + Send>>,
-) -> Response<ProxyBody>
+fn wrap<B>(response: Response<B>, back: Option<ReturnH1>, hold: AttemptHold) -> Response<ProxyBody>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
@@ -603,7 +621,7 @@ struct UpstreamBody<B: Body> {
     inner: B,
     back: Option<ReturnH1>,
     ended: bool,
-    _hold: Vec<Box<dyn Any + Send>>,
+    _hold: AttemptHold,
 }
 
 impl<B: Body> Drop for UpstreamBody<B> {

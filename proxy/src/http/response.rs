@@ -18,6 +18,7 @@ use tokio::time::{Instant, Sleep};
 use super::body::{BodyError, BoxError, ProxyBody};
 use super::observer::{RequestInfo, RequestObserver, ResponseFlag};
 use super::progress::Progress;
+use super::server::StreamTicket;
 
 /// Everything known about a request so far; reported to the observer on drop.
 pub struct Completion {
@@ -25,7 +26,9 @@ pub struct Completion {
     start: Instant,
     observer: Option<Arc<dyn RequestObserver>>,
     progress: Option<Arc<Progress>>,
-    /// Held until the request is done (active-stream counts, fault gauges, ...).
+    /// The connection's count of active streams, held until the request is done.
+    stream: Option<StreamTicket>,
+    /// Held until the request is done (fault gauges, ...).
     guards: Vec<Box<dyn Any + Send>>,
     finished: bool,
 }
@@ -41,6 +44,7 @@ impl Completion {
             start,
             observer,
             progress: None,
+            stream: None,
             guards: Vec::new(),
             finished: false,
         }
@@ -60,6 +64,11 @@ impl Completion {
 
     pub fn set_progress(&mut self, progress: Arc<Progress>) {
         self.progress = Some(progress);
+    }
+
+    /// Counts the request as one of its connection's active streams until it is done.
+    pub fn hold_stream(&mut self, ticket: StreamTicket) {
+        self.stream = Some(ticket);
     }
 
     pub fn hold(&mut self, guard: impl Any + Send) {

@@ -355,6 +355,16 @@ macro_rules! drive {
     }};
 }
 
+/// Envoy's default `server_header_transformation` (OVERWRITE) writes this on every
+/// response; made once per connection rather than per response.
+fn server_header(hcm: &HttpConnectionManager) -> http::HeaderValue {
+    match hcm.server_name.as_deref() {
+        None | Some("envoy") => http::HeaderValue::from_static("envoy"),
+        Some(name) => http::HeaderValue::from_str(name)
+            .unwrap_or_else(|_| http::HeaderValue::from_static("envoy")),
+    }
+}
+
 /// One request on a connection, start to response (the body still streams).
 async fn respond<B>(
     ctx: Arc<ConnCtx>,
@@ -426,6 +436,7 @@ async fn serve(
         peer,
         destination,
         streams: streams.clone(),
+        server_header: server_header(&hcm),
     });
     let drain = Arc::new(chain.drain);
     let max_header_bytes = usize::try_from(hcm.max_request_headers_kb)

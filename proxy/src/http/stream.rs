@@ -48,6 +48,8 @@ pub struct ConnCtx {
     pub router: RouterOptions,
     /// Held by each stream until it is done (the connection's idle timer watches it).
     pub streams: Arc<super::server::ActiveStreams>,
+    /// The `server` header every response gets.
+    pub server_header: HeaderValue,
 }
 
 struct FaultGuard(Arc<AtomicU32>);
@@ -153,10 +155,9 @@ fn finish(
 
 /// Envoy's default `server_header_transformation` (OVERWRITE), upgrades included.
 fn set_server(response: &mut Response<ProxyBody>, ctx: &ConnCtx) {
-    let name = ctx.hcm.server_name.as_deref().unwrap_or("envoy");
-    if let Ok(v) = HeaderValue::from_str(name) {
-        response.headers_mut().insert(header::SERVER, v);
-    }
+    response
+        .headers_mut()
+        .insert(header::SERVER, ctx.server_header.clone());
 }
 
 /// Serves one request whose body is `B`: hyper's for HTTP/1, the `h2` crate's for
@@ -189,7 +190,7 @@ where
     let observer = ctx.shared.observer.clone();
     let keep_headers = observer.as_ref().is_some_and(|o| o.wants_headers());
     let mut completion = Completion::new(info, start, observer);
-    completion.hold(ctx.streams.start());
+    completion.hold_stream(ctx.streams.start());
     let progress = Progress::new(start);
     completion.set_progress(progress.clone());
     let body = body::boxed(TrackedBody::new(incoming, progress.clone()));
@@ -269,14 +270,14 @@ where
             if let Some(flag) = reason.response_flag().and_then(ResponseFlag::from_code) {
                 completion.flag(flag);
             }
-            completion.info_mut().response_code_details = reply.details.to_string();
+            completion.info_mut().response_code_details = reply.details.into();
             Forwarded {
                 response: local::into_response(reply),
                 timers: BodyTimers::default(),
             }
         }
         Outcome::Redirect { reply, .. } => {
-            completion.info_mut().response_code_details = reply.details.to_string();
+            completion.info_mut().response_code_details = reply.details.into();
             Forwarded {
                 response: local::into_response(reply),
                 timers: BodyTimers::default(),

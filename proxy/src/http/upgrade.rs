@@ -3,7 +3,6 @@
 //! answers `101 Switching Protocols`, both upgraded connections are joined and bytes
 //! copied both ways until both sides close or the stream idle timeout passes.
 
-use std::any::Any;
 use std::time::Duration;
 
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -22,7 +21,7 @@ use super::forward::{
 };
 use super::local;
 use super::observer::ResponseFlag;
-use super::pool::{self, Protocol, Target};
+use super::pool::{self, AttemptHold, Protocol, Target};
 use super::reset::reset_body;
 use super::response::{BodyTimers, Completion};
 
@@ -52,13 +51,13 @@ pub enum Upgraded {
     Tunnel {
         response: Response<ProxyBody>,
         upstream: OnUpgrade,
-        hold: Vec<Box<dyn Any + Send>>,
+        hold: AttemptHold,
         idle: Option<Duration>,
     },
 }
 
 fn local_reply(reply: crate::router::LocalReply, completion: &mut Completion) -> Upgraded {
-    completion.info_mut().response_code_details = reply.details.to_string();
+    completion.info_mut().response_code_details = reply.details.into();
     Upgraded::Response(Forwarded {
         response: local::into_response(reply),
         timers: BodyTimers::default(),
@@ -114,7 +113,7 @@ pub async fn forward(
         host: &host,
         protocol: Protocol::Http1,
     };
-    let hold: Vec<Box<dyn Any + Send>> = vec![Box::new(slot), Box::new(host.start_request())];
+    let hold = AttemptHold::new(slot, host.start_request(), None);
     let sent = async {
         let mut send = pool::open_upgradable(&target).await?;
         to_upstream_form(&mut parts, Protocol::Http1, true);
@@ -152,7 +151,7 @@ pub async fn forward(
                 ),
                 completion,
             );
-            completion.info_mut().response_code_details = super::reset::reset_details(&e);
+            completion.info_mut().response_code_details = super::reset::reset_details(&e).into();
             return reply;
         }
     };
@@ -161,7 +160,7 @@ pub async fn forward(
         Observed::Status(response.status().as_u16()),
         std::time::Instant::now(),
     );
-    completion.info_mut().response_code_details = "via_upstream".to_string();
+    completion.info_mut().response_code_details = "via_upstream".into();
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let upstream = switching.then(|| hyper::upgrade::on(&mut response));
     let (mut head, incoming) = response.into_parts();
@@ -191,7 +190,7 @@ pub fn spawn_tunnel(
     upstream: OnUpgrade,
     idle: Option<Duration>,
     mut completion: Completion,
-    hold: Vec<Box<dyn Any + Send>>,
+    hold: AttemptHold,
 ) {
     tokio::spawn(async move {
         let _hold = hold;

@@ -113,7 +113,7 @@ pub struct ForwardDecision<'c> {
 
 impl<'c> ForwardDecision<'c> {
     /// Retry state for this request, if anything is retriable.
-    pub fn retry_state<R: Rng>(&self, rng: R) -> Option<RetryState<R>> {
+    pub fn retry_state<R: Rng>(&self, rng: R) -> Option<RetryState<'c, R>> {
         RetryState::new(self.retry_policy, &self.retry_overrides, rng)
     }
 

@@ -140,14 +140,47 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Numbers below this have a ready header value; most service times and every attempt
+/// count do.
+const SMALL_NUMBERS: usize = 1024;
+
+/// `n` as a header value. `HeaderValue::from(u64)` allocates (and a later clone of it
+/// allocates again), which on every response is measurable; small numbers come from a
+/// table made once, whose values clone for free.
+pub fn number(n: u64) -> HeaderValue {
+    static TABLE: std::sync::OnceLock<Vec<HeaderValue>> = std::sync::OnceLock::new();
+    let Some(index) = usize::try_from(n).ok().filter(|i| *i < SMALL_NUMBERS) else {
+        return HeaderValue::from(n);
+    };
+    let table = TABLE.get_or_init(|| {
+        let mut digits = String::new();
+        let mut ends = Vec::with_capacity(SMALL_NUMBERS);
+        for i in 0..SMALL_NUMBERS {
+            digits.push_str(&i.to_string());
+            ends.push(digits.len());
+        }
+        // Made once per process and kept for its life, so the values can be static.
+        let digits: &'static str = Box::leak(digits.into_boxed_str());
+        let mut start = 0;
+        ends.into_iter()
+            .map(|end| {
+                let value = HeaderValue::from_static(&digits[start..end]);
+                start = end;
+                value
+            })
+            .collect()
+    });
+    table[index].clone()
+}
+
 /// `x-envoy-expected-rq-timeout-ms`: the time the upstream has for this attempt.
 pub fn set_expected_timeout(headers: &mut HeaderMap, ms: u64) {
-    headers.insert(names::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, HeaderValue::from(ms));
+    headers.insert(names::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, number(ms));
 }
 
 /// `x-envoy-attempt-count` on an upstream request: 1 for the first try.
 pub fn set_attempt_count(headers: &mut HeaderMap, attempt: u32) {
-    headers.insert(names::X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(attempt));
+    headers.insert(names::X_ENVOY_ATTEMPT_COUNT, number(u64::from(attempt)));
 }
 
 /// `x-envoy-upstream-service-time` on a response: milliseconds from sending the upstream
@@ -155,7 +188,7 @@ pub fn set_attempt_count(headers: &mut HeaderMap, attempt: u32) {
 pub fn set_upstream_service_time(headers: &mut HeaderMap, elapsed: Duration) {
     headers.insert(
         names::X_ENVOY_UPSTREAM_SERVICE_TIME,
-        HeaderValue::from(millis(elapsed)),
+        number(millis(elapsed)),
     );
 }
 
@@ -176,6 +209,13 @@ pub const CONSUMED_REQUEST_HEADERS: [HeaderName; 8] = [
 mod tests {
     use super::*;
     use crate::config::common::HeaderValueOption;
+
+    #[test]
+    fn numbers_read_the_same_from_the_table_and_beyond_it() {
+        for n in [0u64, 1, 9, 10, 99, 100, 512, 1023, 1024, 15000, u64::MAX] {
+            assert_eq!(number(n), n.to_string().as_str(), "{n}");
+        }
+    }
 
     fn opt(name: &'static str, value: &'static str, action: AppendAction) -> HeaderValueOption {
         HeaderValueOption {

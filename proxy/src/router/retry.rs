@@ -6,6 +6,7 @@
 //! [`RetryDecision::RetryAfter`], take a retry slot from the cluster; when none is free,
 //! the retry overflows and the last response (or reset) goes downstream, as in Envoy.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -217,26 +218,33 @@ impl rand::RngCore for LazyRng {
 
 /// The retry state of one downstream request.
 #[derive(Clone, Debug)]
-pub struct RetryState<R> {
-    retry_on: RetryOn,
-    grpc_codes: Vec<u32>,
-    retriable_status_codes: Vec<u16>,
+/// Borrows the route's policy unless request headers add to it, so the common case
+/// copies nothing per request.
+pub struct RetryState<'p, R> {
+    retry_on: Cow<'p, RetryOn>,
+    retriable_status_codes: Cow<'p, [u16]>,
     remaining: u32,
     attempts: u32,
     backoff: Backoff,
     rng: R,
 }
 
-impl<R: Rng> RetryState<R> {
+impl<'p, R: Rng> RetryState<'p, R> {
     /// `None` when nothing could be retried (no conditions in the policy or the headers),
     /// as Envoy skips retry state then. A missing policy retries once when headers ask.
     pub fn new(
-        policy: Option<&RetryPolicy>,
+        policy: Option<&'p RetryPolicy>,
         overrides: &RetryOverrides,
         rng: R,
-    ) -> Option<RetryState<R>> {
-        let mut retry_on = policy.map(|p| p.retry_on.clone()).unwrap_or_default();
-        merge(&mut retry_on, &overrides.retry_on);
+    ) -> Option<RetryState<'p, R>> {
+        let retry_on = match policy {
+            Some(p) if is_empty(&overrides.retry_on) => Cow::Borrowed(&p.retry_on),
+            _ => {
+                let mut on = policy.map(|p| p.retry_on.clone()).unwrap_or_default();
+                merge(&mut on, &overrides.retry_on);
+                Cow::Owned(on)
+            }
+        };
         if is_empty(&retry_on) {
             return None;
         }
@@ -244,18 +252,20 @@ impl<R: Rng> RetryState<R> {
         if let Some(n) = overrides.max_retries {
             remaining = n;
         }
-        let mut retriable_status_codes = policy
-            .map(|p| p.retriable_status_codes.clone())
-            .unwrap_or_default();
-        retriable_status_codes.extend(&overrides.retriable_status_codes);
-        let grpc_codes = retry_on.grpc.iter().filter_map(|g| grpc_code(g)).collect();
+        let from_policy = policy.map_or(&[][..], |p| &p.retriable_status_codes[..]);
+        let retriable_status_codes = if overrides.retriable_status_codes.is_empty() {
+            Cow::Borrowed(from_policy)
+        } else {
+            let mut codes = from_policy.to_vec();
+            codes.extend(&overrides.retriable_status_codes);
+            Cow::Owned(codes)
+        };
         let backoff = match policy {
             Some(p) => Backoff::new(p.base_interval, p.max_interval),
             None => Backoff::new(DEFAULT_BASE_INTERVAL, Duration::ZERO),
         };
         Some(RetryState {
             retry_on,
-            grpc_codes,
             retriable_status_codes,
             remaining,
             attempts: 1,
@@ -315,7 +325,7 @@ impl<R: Rng> RetryState<R> {
             || (on.gateway_error && matches!(status, 502..=504))
             || (on.retriable_4xx && status == 409)
             || (on.retriable_status_codes && self.retriable_status_codes.contains(&status))
-            || grpc.is_some_and(|g| self.grpc_codes.contains(&g))
+            || grpc.is_some_and(|g| on.grpc.iter().any(|name| grpc_code(name) == Some(g)))
     }
 
     fn reset_retriable(&self, kind: ResetKind) -> bool {
@@ -418,8 +428,8 @@ mod tests {
 
     #[test]
     fn five_xx_and_gateway_error() {
-        let mut s =
-            RetryState::new(Some(&policy("5xx", 10)), &RetryOverrides::default(), rng()).unwrap();
+        let five_xx = policy("5xx", 10);
+        let mut s = RetryState::new(Some(&five_xx), &RetryOverrides::default(), rng()).unwrap();
         assert!(retried(s.on_response(500, None, &empty())));
         assert!(retried(s.on_response(503, None, &empty())));
         assert!(!retried(s.on_response(404, None, &empty())));
@@ -428,12 +438,8 @@ mod tests {
         assert!(retried(s.on_reset(ResetKind::ConnectFailure)));
         assert!(retried(s.on_reset(ResetKind::PerTryTimeout)));
 
-        let mut g = RetryState::new(
-            Some(&policy("gateway-error", 10)),
-            &RetryOverrides::default(),
-            rng(),
-        )
-        .unwrap();
+        let gateway = policy("gateway-error", 10);
+        let mut g = RetryState::new(Some(&gateway), &RetryOverrides::default(), rng()).unwrap();
         assert!(!retried(g.on_response(500, None, &empty())));
         for code in [502, 503, 504] {
             assert!(retried(g.on_response(code, None, &empty())), "{code}");
@@ -445,12 +451,8 @@ mod tests {
 
     #[test]
     fn retriable_4xx_status_codes_and_reset_before_request() {
-        let mut s = RetryState::new(
-            Some(&policy("retriable-4xx", 5)),
-            &RetryOverrides::default(),
-            rng(),
-        )
-        .unwrap();
+        let four_xx = policy("retriable-4xx", 5);
+        let mut s = RetryState::new(Some(&four_xx), &RetryOverrides::default(), rng()).unwrap();
         assert!(retried(s.on_response(409, None, &empty())));
         assert!(!retried(s.on_response(429, None, &empty())));
 
@@ -460,12 +462,9 @@ mod tests {
         assert!(retried(s.on_response(429, None, &empty())));
         assert!(!retried(s.on_response(503, None, &empty())));
 
-        let mut s = RetryState::new(
-            Some(&policy("reset-before-request", 5)),
-            &RetryOverrides::default(),
-            rng(),
-        )
-        .unwrap();
+        let before_request = policy("reset-before-request", 5);
+        let mut s =
+            RetryState::new(Some(&before_request), &RetryOverrides::default(), rng()).unwrap();
         assert!(retried(s.on_reset(ResetKind::Reset {
             request_sent: false
         })));

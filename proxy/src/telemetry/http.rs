@@ -155,7 +155,7 @@ impl HcmTelemetry {
         if flags.contains(ResponseFlag::StreamIdleTimeout) {
             c.downstream_rq_idle_timeout.inc();
         }
-        match info.response_code_details.as_str() {
+        match info.response_code_details.as_ref() {
             "direct_response" => c.rq_direct_response.inc(),
             "request_overall_timeout" => c.downstream_rq_timeout.inc(),
             details if details.contains("redirect") => c.rq_redirect.inc(),
@@ -236,7 +236,7 @@ fn destination_service(
 fn charge_cluster(stats: &ClusterStats, info: &RequestInfo) {
     use std::sync::atomic::Ordering::Relaxed;
     let flags = &info.response_flags;
-    let details = info.response_code_details.as_str();
+    let details = info.response_code_details.as_ref();
     let charged = match details {
         "via_upstream" => {
             stats.upstream_rq_time.record(millis(info.duration));
