@@ -5,7 +5,8 @@
 //! Needs root (network namespaces, iptables inside them) and Envoy 1.40 (`ENVOY_BIN`,
 //! else the shared venv's). It first runs `cargo build --release -p strait-proxy
 //! -p strait-pilot --bins` so the sidecars and pilot-discovery it starts are release
-//! builds of this tree. Knobs (environment): STRAIT_BENCH_ROUNDS (3),
+//! builds of this tree. Knobs (environment): STRAIT_BENCH_ROUNDS (5; on a shared VM, three
+//! rounds left the medians moving by up to 20% between runs),
 //! STRAIT_BENCH_SECONDS (5, per load), STRAIT_BENCH_WARMUP_MS (1000),
 //! STRAIT_BENCH_H1_CONNS (16), STRAIT_BENCH_H2_CONNS (1), STRAIT_BENCH_H2_STREAMS (16),
 //! STRAIT_BENCH_RATE (2000 requests/s for the latency loads), STRAIT_BENCH_BODY (1024
@@ -97,7 +98,7 @@ async fn run(bins: Binaries, pinning: Option<Pinning>, cores: usize) -> anyhow::
             config_timeout: Duration::from_secs(60),
         },
     };
-    let rounds = env_usize("STRAIT_BENCH_ROUNDS", 3);
+    let rounds = env_usize("STRAIT_BENCH_ROUNDS", 5);
     let quiet = env_usize("STRAIT_BENCH_QUIET_PCT", 15) as f64 / 100.0;
     let quiet_wait = Duration::from_secs(env_usize("STRAIT_BENCH_QUIET_WAIT", 120) as u64);
     let only = std::env::var("STRAIT_BENCH_ONLY").ok();
