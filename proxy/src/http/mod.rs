@@ -1,13 +1,14 @@
 //! `envoy.filters.network.http_connection_manager` and the router's I/O: serving HTTP/1.1
-//! and HTTP/2 connections with hyper, carrying out the [`crate::router`]'s decisions
-//! (local replies, faults, forwarding with retries and timeouts, mirrors, upgrades), and
-//! per-worker upstream connection pools.
+//! connections with hyper and HTTP/2 ones with `h2`, carrying out the [`crate::router`]'s
+//! decisions (local replies, faults, forwarding with retries and timeouts, mirrors,
+//! upgrades), and per-worker upstream connection pools.
 //!
 //! Layout, in the order a request meets it: [`server`] (connections, codecs, idle
-//! timers), [`stream`] (one request: header mutation, routing, local replies), [`forward`]
-//! (attempts, retries, timeouts), [`pool`] (upstream connections), [`mirror`] and
-//! [`upgrade`]; the bodies that thread through them live in [`body`], [`replay`] and
-//! [`response`]; [`observer`] is what access logs and stats see of a finished request.
+//! timers; [`h2_downstream`] for HTTP/2), [`stream`] (one request: header mutation,
+//! routing, local replies), [`forward`] (attempts, retries, timeouts), [`pool`] (upstream
+//! connections; [`h2_upstream`] for HTTP/2), [`mirror`] and [`upgrade`]; the bodies that
+//! thread through them live in [`body`], [`h2_body`], [`replay`] and [`response`];
+//! [`observer`] is what access logs and stats see of a finished request.
 
 pub mod body;
 pub mod coalesce;

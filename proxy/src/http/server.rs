@@ -1,5 +1,5 @@
-//! The HTTP connection manager's connections: choose the codec (HTTP/1.1, or HTTP/2 by
-//! prior knowledge), configure hyper with the HCM's limits and timers, and close the
+//! The HTTP connection manager's connections: choose the codec (HTTP/1.1 on hyper, or
+//! HTTP/2 by prior knowledge on `h2`), apply the HCM's limits and timers, and close the
 //! connection when it has been idle (no active stream) for the HCM's `idle_timeout`.
 
 use std::convert::Infallible;
