@@ -11,11 +11,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -143,7 +142,6 @@ fn observed(shared: Arc<Shared>, chain: Option<&Arc<telemetry::HcmTelemetry>>) -
 pub struct ActiveStreams {
     active: AtomicUsize,
     idle_since: Mutex<Instant>,
-    notify: Notify,
 }
 
 /// One stream in flight until dropped.
@@ -153,7 +151,6 @@ impl Drop for StreamTicket {
     fn drop(&mut self) {
         if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             *self.0.idle_since.lock() = Instant::now();
-            self.0.notify.notify_waiters();
         }
     }
 }
@@ -163,7 +160,6 @@ impl ActiveStreams {
         Arc::new(ActiveStreams {
             active: AtomicUsize::new(0),
             idle_since: Mutex::new(Instant::now()),
-            notify: Notify::new(),
         })
     }
 
@@ -173,27 +169,26 @@ impl ActiveStreams {
     }
 
     /// Resolves once no stream has been active for `idle` (never when `None`).
+    ///
+    /// Nothing wakes it when a stream starts or ends: it looks again when its timer
+    /// fires, at most `idle` later than it could have known. A keep-alive connection
+    /// then costs no timer or wake-up per request.
     async fn idle_for(&self, idle: Option<Duration>) {
         let Some(idle) = idle else {
             return std::future::pending().await;
         };
         loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.active.load(Ordering::Acquire) == 0 {
-                let since = *self.idle_since.lock();
-                tokio::select! {
-                    _ = tokio::time::sleep_until(since + idle) => {
-                        if self.active.load(Ordering::Acquire) == 0 && *self.idle_since.lock() == since {
-                            return;
-                        }
-                    }
-                    _ = notified => {}
+            let now = Instant::now();
+            let deadline = if self.active.load(Ordering::Acquire) == 0 {
+                let deadline = *self.idle_since.lock() + idle;
+                if deadline <= now {
+                    return;
                 }
+                deadline
             } else {
-                notified.await;
-            }
+                now + idle
+            };
+            tokio::time::sleep_until(deadline).await;
         }
     }
 }
@@ -307,6 +302,13 @@ fn h1_buffer(max_header_bytes: usize) -> usize {
     HYPER_DEFAULT.max(max_header_bytes + 8192)
 }
 
+fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 async fn sleep_until_some(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -314,8 +316,9 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
-/// Runs a connection until it ends: closed gracefully after `idle` without streams; on
-/// a drain, HTTP/2 connections get a GOAWAY (`$goaway`) while HTTP/1 responses carry
+/// Runs a connection until it ends: after `idle` without streams it is closed (at once
+/// when `$goaway` is false, as HTTP/1 has nothing to announce it with; else gracefully);
+/// on a drain, HTTP/2 connections get a GOAWAY (`$goaway`) while HTTP/1 responses carry
 /// `connection: close` (see `serve`); whatever is left goes at the drain deadline.
 macro_rules! drive {
     ($conn:expr, $c:ident => $shutdown:expr, $streams:expr, $idle:expr, $drain:expr, $goaway:expr) => {{
@@ -334,6 +337,9 @@ macro_rules! drive {
                 }
                 _ = $streams.idle_for($idle), if !shutting_down => {
                     debug!("downstream connection idle; closing");
+                    if !$goaway {
+                        break;
+                    }
                     shutting_down = true;
                     let $c = conn.as_mut();
                     $shutdown;
@@ -460,10 +466,12 @@ async fn serve(
                 tx,
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
+            // No hyper timer: its header timeout arms a boxed timer for every request.
+            // No stream is active while a head is awaited (between keep-alive requests
+            // too), so the connection's idle timer, set to the header timeout, closes a
+            // client that stalls in its headers.
             builder
-                .timer(TokioTimer::new())
                 .keep_alive(true)
-                .header_read_timeout(header_timeout)
                 .max_header_size(max_header_bytes)
                 .max_buf_size(h1_buffer(max_header_bytes));
             drive!(
@@ -480,7 +488,7 @@ async fn serve(
                     .with_upgrades(),
                 c => c.graceful_shutdown(),
                 streams,
-                hcm.idle_timeout,
+                earliest(hcm.idle_timeout, header_timeout),
                 (*drain).clone(),
                 false
             );
