@@ -179,7 +179,7 @@ fn vhost<'a>(rc: &'a RouteConfig, host: &str) -> &'a VirtualHost {
 fn route<'a>(vh: &'a VirtualHost, name: &str) -> &'a Route {
     vh.routes
         .iter()
-        .find(|r| r.name == name)
+        .find(|r| &*r.name == name)
         .unwrap_or_else(|| panic!("no route {name} in {}", vh.name))
 }
 

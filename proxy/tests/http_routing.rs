@@ -120,7 +120,7 @@ async fn prefix_rewrite_and_envoy_request_headers() {
     assert_eq!(info.path, "/api/items?q=1");
     assert_eq!(info.upstream_cluster.as_deref(), Some("be"));
     assert_eq!(info.upstream_host, Some(be.addr));
-    assert_eq!(info.request_id.as_deref(), Some(id));
+    assert_eq!(info.request_header("x-request-id"), Some(id));
     assert_eq!(info.response_flags.to_string(), "-");
     assert_eq!(info.bytes_sent, 2);
     assert_eq!(info.route_name.as_deref(), Some("route/api/"));

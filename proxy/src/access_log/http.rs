@@ -109,7 +109,7 @@ mod tests {
     fn envoy_default_format_from_a_request() {
         let mut info = RequestInfo::new(
             Method::GET,
-            "/reviews/1".into(),
+            http::uri::PathAndQuery::from_static("/reviews/1"),
             Version::HTTP_11,
             "10.0.0.1:40000".parse().unwrap(),
             "10.96.0.11:9080".parse().unwrap(),

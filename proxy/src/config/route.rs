@@ -59,7 +59,8 @@ pub struct RouteMatch {
 
 #[derive(Clone, Debug)]
 pub struct Route {
-    pub name: String,
+    /// Shared with each request's record (`%ROUTE_NAME%`, Istio's catch-all checks).
+    pub name: Arc<str>,
     pub route_match: RouteMatch,
     pub action: RouteAction,
     pub headers: HeaderMutations,

@@ -76,7 +76,7 @@ pub fn route(r: &PbRoute, enclosing: &Enclosing<'_>, ctx: &Ctx) -> Result<Route>
         Some(d) => Some(d.operation.clone()),
     };
     Ok(Route {
-        name: r.name.clone(),
+        name: r.name.as_str().into(),
         route_match,
         action,
         headers: headers::request(&r.request_headers_to_add, &r.request_headers_to_remove, ctx)?,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Body;
 use tokio::time::Instant;
@@ -116,38 +117,37 @@ const HOP_BY_HOP: [HeaderName; 4] = [
 /// headers go (the upgrade pair stays for upgrades), `te` only as `trailers`, and
 /// `expect` is answered here rather than forwarded, as Envoy does.
 pub fn to_upstream_form(parts: &mut http::request::Parts, protocol: Protocol, upgrade: bool) {
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        });
+    // URI parts share the head's buffer, so the clones below copy no text.
     let path = parts
         .uri
         .path_and_query()
-        .map(|pq| pq.as_str().to_string())
-        .unwrap_or_else(|| "/".to_string());
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     match protocol {
         Protocol::Http1 => {
-            if let Ok(uri) = path.parse::<Uri>() {
-                parts.uri = uri;
-            }
-            if let Some(a) = &authority
-                && let Ok(v) = HeaderValue::from_str(a)
-            {
-                parts.headers.insert(header::HOST, v);
+            if let Some(authority) = parts.uri.authority() {
+                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                    parts.headers.insert(header::HOST, host);
+                }
+                parts.uri = Uri::from(path);
             }
         }
         Protocol::Http2 => {
-            if let Some(a) = &authority
-                && let Ok(uri) = format!("http://{a}{path}").parse::<Uri>()
-            {
-                parts.uri = uri;
+            let authority = match parts.uri.authority() {
+                Some(a) => Some(a.clone()),
+                None => parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| Authority::try_from(h.as_bytes()).ok()),
+            };
+            if let Some(authority) = authority {
+                let mut uri = http::uri::Parts::default();
+                uri.scheme = Some(Scheme::HTTP);
+                uri.authority = Some(authority);
+                uri.path_and_query = Some(path);
+                if let Ok(uri) = Uri::from_parts(uri) {
+                    parts.uri = uri;
+                }
             }
             parts.headers.remove(header::HOST);
         }
@@ -330,8 +330,12 @@ pub async fn forward(
     let to = facts.reply_to;
     let suppress = decision.suppress_envoy_headers;
     let idle = decision.action.idle_timeout.or(facts.stream_idle);
-    completion.info_mut().upstream_cluster = Some(decision.cluster.to_string());
-    let Some(cluster) = facts.clusters.get(decision.cluster) else {
+    let found = facts.clusters.get(decision.cluster);
+    completion.info_mut().upstream_cluster = Some(match &found {
+        Some(c) => c.shared_name().clone(),
+        None => Arc::from(decision.cluster),
+    });
+    let Some(cluster) = found else {
         completion.flag(ResponseFlag::NoClusterFound);
         return Forwarded::local(
             local::failure(503, "", to, "cluster_not_found", |_| {}),

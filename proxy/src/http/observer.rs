@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, Method, Version};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderMap, HeaderValue, Method, Version};
 
 use crate::config::listener::HttpConnectionManager;
 
@@ -172,6 +173,30 @@ impl fmt::Display for ResponseFlags {
     }
 }
 
+/// Text kept from a request head without copying it: header values and URI parts
+/// share the buffer the head was parsed from.
+#[derive(Clone, Debug)]
+pub enum HeadText {
+    /// A header value known to be visible ASCII.
+    Header(HeaderValue),
+    Authority(Authority),
+}
+
+impl HeadText {
+    pub fn as_str(&self) -> &str {
+        match self {
+            HeadText::Header(v) => v.to_str().unwrap_or(""),
+            HeadText::Authority(a) => a.as_str(),
+        }
+    }
+}
+
+impl From<&'static str> for HeadText {
+    fn from(text: &'static str) -> HeadText {
+        HeadText::Header(HeaderValue::from_static(text))
+    }
+}
+
 /// One finished downstream request.
 #[derive(Clone, Debug)]
 pub struct RequestInfo {
@@ -185,8 +210,8 @@ pub struct RequestInfo {
     pub response_duration: Option<Duration>,
     pub method: Method,
     /// `:path` as received, before any rewrite (`%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`).
-    pub path: String,
-    pub authority: Option<String>,
+    pub path: PathAndQuery,
+    pub authority: Option<HeadText>,
     /// `http` or `https`.
     pub scheme: &'static str,
     /// The downstream protocol.
@@ -201,19 +226,15 @@ pub struct RequestInfo {
     /// Response body bytes (`%BYTES_SENT%`).
     pub bytes_sent: u64,
     pub upstream_host: Option<SocketAddr>,
-    pub upstream_cluster: Option<String>,
+    pub upstream_cluster: Option<Arc<str>>,
     /// `%UPSTREAM_TRANSPORT_FAILURE_REASON%`.
     pub upstream_transport_failure_reason: Option<String>,
-    pub route_name: Option<String>,
-    pub virtual_host: Option<String>,
+    pub route_name: Option<Arc<str>>,
     /// Attempts made upstream (`%UPSTREAM_REQUEST_ATTEMPT_COUNT%`).
     pub attempt_count: u32,
-    pub request_id: Option<String>,
     pub downstream_remote_address: SocketAddr,
     /// The address the client connected to (after any original-destination handoff).
     pub downstream_local_address: SocketAddr,
-    pub user_agent: Option<String>,
-    pub x_forwarded_for: Option<String>,
     /// `grpc-status` of the response (trailers, or headers for trailers-only responses).
     pub grpc_status: Option<u32>,
     /// The HCM that served the request (its access logs, stat prefix, ...).
@@ -237,12 +258,17 @@ impl RequestInfo {
     /// `%REQ(name)%`.
     pub fn request_header(&self, name: &str) -> Option<&str> {
         match name {
-            ":authority" | "host" => self.authority.as_deref(),
-            ":path" => Some(&self.path),
+            ":authority" | "host" => self.authority(),
+            ":path" => Some(self.path.as_str()),
             ":method" => Some(self.method.as_str()),
             ":scheme" => Some(self.scheme),
             _ => first(&self.request_headers, name),
         }
+    }
+
+    /// `:authority` (or `Host`) as routed.
+    pub fn authority(&self) -> Option<&str> {
+        self.authority.as_ref().map(HeadText::as_str)
     }
 
     /// `%RESP(name)%`.
@@ -269,7 +295,7 @@ impl RequestInfo {
     /// A blank record for a request that just arrived.
     pub fn new(
         method: Method,
-        path: String,
+        path: PathAndQuery,
         protocol: Version,
         downstream_remote_address: SocketAddr,
         downstream_local_address: SocketAddr,
@@ -293,13 +319,9 @@ impl RequestInfo {
             upstream_cluster: None,
             upstream_transport_failure_reason: None,
             route_name: None,
-            virtual_host: None,
             attempt_count: 0,
-            request_id: None,
             downstream_remote_address,
             downstream_local_address,
-            user_agent: None,
-            x_forwarded_for: None,
             grpc_status: None,
             connection_manager: None,
             grpc_request: false,
@@ -334,7 +356,7 @@ mod tests {
     fn header_accessors_read_pseudo_headers_too() {
         let mut info = RequestInfo::new(
             Method::GET,
-            "/a?b".into(),
+            PathAndQuery::from_static("/a?b"),
             Version::HTTP_2,
             "10.0.0.1:5000".parse().unwrap(),
             "10.0.0.2:80".parse().unwrap(),

@@ -77,7 +77,7 @@ pub struct Target<'a> {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
-    cluster: String,
+    cluster: Arc<str>,
     address: SocketAddr,
     protocol: Protocol,
 }
@@ -85,7 +85,7 @@ struct Key {
 impl Key {
     fn of(target: &Target<'_>) -> Key {
         Key {
-            cluster: target.cluster.name().to_string(),
+            cluster: target.cluster.shared_name().clone(),
             address: target.host.address(),
             protocol: target.protocol,
         }
@@ -201,13 +201,9 @@ async fn sweep_loop() {
 fn take_idle(key: &Key) -> Option<IdleH1> {
     POOLS.with(|p| {
         let mut pools = p.borrow_mut();
-        let idle = pools.h1.get_mut(key)?;
-        // Most recently used first: its peer is least likely to have closed it.
-        let conn = idle.pop();
-        if idle.is_empty() {
-            pools.h1.remove(key);
-        }
-        conn
+        // Most recently used first: its peer is least likely to have closed it. An
+        // emptied list stays for the connection's return (the sweeper drops it later).
+        pools.h1.get_mut(key)?.pop()
     })
 }
 

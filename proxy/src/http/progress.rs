@@ -63,13 +63,14 @@ impl Progress {
     }
 
     pub fn mark_ended(&self) {
+        let now = Instant::now();
         let mut at = self.ended_at.lock();
         if at.is_none() {
-            *at = Some(Instant::now());
+            *at = Some(now);
         }
         drop(at);
         self.ended.store(true, Ordering::Release);
-        self.touch();
+        self.touch_at(now);
         self.notify.notify_waiters();
     }
 
@@ -79,7 +80,12 @@ impl Progress {
     }
 
     pub fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.touch_at(Instant::now());
+    }
+
+    fn touch_at(&self, now: Instant) {
+        let ms = u64::try_from(now.saturating_duration_since(self.start).as_millis())
+            .unwrap_or(u64::MAX);
         self.last_activity_ms.store(ms, Ordering::Relaxed);
     }
 

@@ -264,7 +264,7 @@ mod tests {
     fn info() -> RequestInfo {
         RequestInfo::new(
             http::Method::GET,
-            "/".into(),
+            http::uri::PathAndQuery::from_static("/"),
             http::Version::HTTP_11,
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),

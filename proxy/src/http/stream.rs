@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri, Version, header};
 use hyper::body::Body;
 use tokio::time::Instant;
@@ -22,7 +23,7 @@ use crate::upstream::ClusterManager;
 use super::body::{self, BoxError, ProxyBody};
 use super::forward::{self, Forwarded, StreamFacts};
 use super::local;
-use super::observer::{RequestInfo, RequestObserver, ResponseFlag};
+use super::observer::{HeadText, RequestInfo, RequestObserver, ResponseFlag};
 use super::path;
 use super::progress::{Progress, TrackedBody};
 use super::response::{self, BodyTimers, Completion};
@@ -100,9 +101,11 @@ fn prepare_head(ctx: &ConnCtx, parts: &mut http::request::Parts, upgrade: bool) 
             }
         }
     }
-    if let Some(pq) = parts.uri.path_and_query().map(|pq| pq.as_str().to_string())
-        && let Some(normal) = path::normalize(&pq, hcm.normalize_path, hcm.merge_slashes)
-    {
+    let normal = parts
+        .uri
+        .path_and_query()
+        .and_then(|pq| path::normalize(pq.as_str(), hcm.normalize_path, hcm.merge_slashes));
+    if let Some(normal) = normal {
         set_path(parts, &normal);
     }
     let conn = DownstreamConnection {
@@ -120,18 +123,22 @@ fn prepare_head(ctx: &ConnCtx, parts: &mut http::request::Parts, upgrade: bool) 
 }
 
 fn record_request(info: &mut RequestInfo, parts: &http::request::Parts, keep_headers: bool) {
-    let view = RequestView::from_parts(parts, false, None);
-    info.authority = view.authority.map(str::to_string);
-    info.scheme = if view.scheme == "https" {
+    // As `RequestView` reads it: the URI's authority (HTTP/2, absolute-form HTTP/1),
+    // else `Host`.
+    info.authority = match parts.uri.authority() {
+        Some(a) => Some(HeadText::Authority(a.clone())),
+        None => parts
+            .headers
+            .get(header::HOST)
+            .filter(|h| h.to_str().is_ok())
+            .map(|h| HeadText::Header(h.clone())),
+    };
+    info.scheme = if parts.uri.scheme_str() == Some("https") {
         "https"
     } else {
         "http"
     };
-    let get = |n: &str| view.first(n).map(str::to_string);
-    info.request_id = get("x-request-id");
-    info.user_agent = get("user-agent");
-    info.x_forwarded_for = get("x-forwarded-for");
-    info.grpc_request = view.is_grpc();
+    info.grpc_request = RequestView::from_parts(parts, false, None).is_grpc();
     if keep_headers {
         info.request_headers = parts.headers.clone();
     }
@@ -178,7 +185,8 @@ where
     let path = parts
         .uri
         .path_and_query()
-        .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let mut info = RequestInfo::new(
         parts.method.clone(),
         path,
@@ -240,11 +248,7 @@ where
         Outcome::Forward(fd) => super::hash::request_hash(&fd.action.hash_policy, &view),
         _ => None,
     };
-    {
-        let info = completion.info_mut();
-        info.route_name = decision.route.map(|r| r.name.clone());
-        info.virtual_host = decision.vhost.map(|v| v.name.clone());
-    }
+    completion.info_mut().route_name = decision.route.map(|r| r.name.clone());
     if decision.fault_active {
         ctx.shared.active_faults.fetch_add(1, Ordering::AcqRel);
         completion.hold(FaultGuard(ctx.shared.active_faults.clone()));

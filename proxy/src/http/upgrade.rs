@@ -72,8 +72,12 @@ pub async fn forward(
 ) -> Upgraded {
     let to = facts.reply_to;
     let idle = decision.action.idle_timeout.or(facts.stream_idle);
-    completion.info_mut().upstream_cluster = Some(decision.cluster.to_string());
-    let Some(cluster) = facts.clusters.get(decision.cluster) else {
+    let found = facts.clusters.get(decision.cluster);
+    completion.info_mut().upstream_cluster = Some(match &found {
+        Some(c) => c.shared_name().clone(),
+        None => std::sync::Arc::from(decision.cluster),
+    });
+    let Some(cluster) = found else {
         completion.flag(ResponseFlag::NoClusterFound);
         return local_reply(
             local::failure(503, "", to, "cluster_not_found", |_| {}),

@@ -91,7 +91,7 @@ fn default_route_forwards_with_istio_retries() {
         d.vhost.unwrap().name,
         "reviews.default.svc.cluster.local:9080"
     );
-    assert_eq!(d.route.unwrap().name, "default");
+    assert_eq!(&*d.route.unwrap().name, "default");
     assert!(d.delay.is_none() && !d.fault_active);
     let f = forwarded(&d);
     assert_eq!(f.cluster, REVIEWS);

@@ -129,20 +129,28 @@ pub fn strip_any_host_port(authority: &str) -> &str {
 }
 
 /// A random (version 4) UUID in its canonical text form.
-pub fn uuid_v4(rng: &mut impl Rng) -> String {
+pub fn uuid_v4(rng: &mut impl Rng) -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b: [u8; 16] = rng.random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let mut text = String::with_capacity(36);
+    let mut text = [b'-'; 36];
+    let mut at = 0;
     for (i, byte) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            text.push('-');
+            at += 1;
         }
-        text.push(HEX[usize::from(byte >> 4)] as char);
-        text.push(HEX[usize::from(byte & 0x0f)] as char);
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
     }
     text
+}
+
+/// A generated `x-request-id`. Shared rather than copied when the request's headers
+/// are cloned for each upstream attempt.
+fn request_id_value(rng: &mut impl Rng) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(uuid_v4(rng))).ok()
 }
 
 /// Which kinds of header a request carries that the HCM may have to remove. One pass
@@ -213,7 +221,7 @@ pub fn mutate_request_headers(
     }
 
     let peer = conn.remote.ip();
-    let proto = if conn.tls { "https" } else { "http" };
+    let proto = HeaderValue::from_static(if conn.tls { "https" } else { "http" });
     let mut final_remote = None;
     let trusted_checks;
     if cfg.use_remote_address {
@@ -230,7 +238,7 @@ pub fn mutate_request_headers(
         };
         append_xff(headers, appended);
         if cfg.xff_num_trusted_hops == 0 || !headers.contains_key(&names::X_FORWARDED_PROTO) {
-            set_str(headers, names::X_FORWARDED_PROTO, proto);
+            headers.insert(names::X_FORWARDED_PROTO, proto.clone());
         }
     } else {
         // The default original-IP detection: the last XFF entry.
@@ -239,7 +247,7 @@ pub fn mutate_request_headers(
         trusted_checks = single;
     }
     if !headers.contains_key(&names::X_FORWARDED_PROTO) {
-        set_str(headers, names::X_FORWARDED_PROTO, proto);
+        headers.insert(names::X_FORWARDED_PROTO, proto);
     }
 
     let internal =
@@ -271,8 +279,10 @@ pub fn mutate_request_headers(
 
     if cfg.generate_request_id {
         let force = !cfg.preserve_external_request_id && edge;
-        if force || !headers.contains_key(&names::X_REQUEST_ID) {
-            set_str(headers, names::X_REQUEST_ID, &uuid_v4(rng));
+        if (force || !headers.contains_key(&names::X_REQUEST_ID))
+            && let Some(id) = request_id_value(rng)
+        {
+            headers.insert(names::X_REQUEST_ID, id);
         }
     }
 
@@ -325,6 +335,13 @@ mod tests {
         mutate_request_headers(&mut h, &sidecar(), &conn("10.1.0.5:4000"), false, &mut rng);
         let id = get(&h, "x-request-id").unwrap().to_string();
         assert_eq!(id.len(), 36);
+        let dashes: Vec<usize> = id.match_indices('-').map(|(i, _)| i).collect();
+        assert_eq!(dashes, [8, 13, 18, 23], "{id}");
+        assert!(
+            id.bytes()
+                .all(|b| b == b'-' || b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{id}"
+        );
         assert_eq!(&id[14..15], "4", "version 4: {id}");
         assert!(
             matches!(&id[19..20], "8" | "9" | "a" | "b"),

@@ -113,7 +113,7 @@ mod tests {
         }
         let (p, _) = b.body(()).unwrap().into_parts();
         let view = RequestView::from_parts(&p, false, None);
-        find_route(vh, &view, random).map(|r| r.name.clone())
+        find_route(vh, &view, random).map(|r| r.name.to_string())
     }
 
     fn reviews_vhost() -> VirtualHost {

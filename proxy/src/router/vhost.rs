@@ -7,6 +7,7 @@
 //! configuration sets `ignore_port_in_host_matching`, which drops the request's port
 //! first. Host names compare case-insensitively; domains are stored lowercased.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -23,13 +24,18 @@ pub fn port_start(host: &str) -> Option<usize> {
 }
 
 /// The lowercased host a virtual host is chosen by.
-pub fn host_for_matching(authority: &str, ignore_port: bool) -> String {
+pub fn host_for_matching(authority: &str, ignore_port: bool) -> Cow<'_, str> {
     let host = if ignore_port {
         port_start(authority).map_or(authority, |i| &authority[..i])
     } else {
         authority
     };
-    host.to_ascii_lowercase()
+    // Hosts almost always arrive in lower case: copy only when one does not.
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,7 +88,7 @@ pub fn find_virtual_host<'c>(
         for d in &vh.domains {
             match classify(d) {
                 DomainKind::Default => {}
-                DomainKind::Exact(e) if e == host => return Some(vh),
+                DomainKind::Exact(e) if e == host.as_ref() => return Some(vh),
                 DomainKind::Exact(_) => {}
                 DomainKind::Suffix(s) => {
                     if s.len() < host.len()
@@ -176,7 +182,7 @@ impl VirtualHostIndex {
             return self.default;
         }
         let host = host_for_matching(authority?, ignore_port);
-        if let Some(i) = self.exact.get(&host) {
+        if let Some(i) = self.exact.get(host.as_ref()) {
             return Some(*i);
         }
         let wildcard = |tables: &[(usize, HashMap<String, usize>)], suffix: bool| {

@@ -215,7 +215,7 @@ fn destination_service(
     if !special && let Some(service) = cluster.and_then(|c| c.service.as_ref()) {
         return service.clone();
     }
-    let authority = info.authority.clone().unwrap_or_default();
+    let authority = info.authority().unwrap_or_default().to_string();
     let name = match (route, cluster_name) {
         (Some(BLOCK_ALL), _) => "BlackHoleCluster".to_string(),
         (Some(ALLOW_ANY), _) => "PassthroughCluster".to_string(),

@@ -131,6 +131,8 @@ struct Snapshot {
 #[derive(Debug)]
 pub struct ClusterState {
     config: Arc<Cluster>,
+    /// The name, shared by every request's record and pool key instead of copied.
+    shared_name: Arc<str>,
     snapshot: ArcSwap<Snapshot>,
     original_dst: Option<Arc<OriginalDstLb>>,
     breakers: Arc<CircuitBreakers>,
@@ -170,7 +172,12 @@ impl ClusterState {
         let breaker_counters = previous
             .map(|p| p.breakers.counters().clone())
             .unwrap_or_default();
+        let shared_name = match previous {
+            Some(p) if *p.shared_name == *config.name => p.shared_name.clone(),
+            _ => Arc::from(config.name.as_str()),
+        };
         ClusterState {
+            shared_name,
             breakers: CircuitBreakers::with_counters(config.thresholds, breaker_counters),
             outlier: config
                 .outlier_detection
@@ -187,6 +194,10 @@ impl ClusterState {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    pub fn shared_name(&self) -> &Arc<str> {
+        &self.shared_name
     }
 
     /// The name in stats: `alt_stat_name` when set.

@@ -282,7 +282,7 @@ pub fn retry_5xx(num_retries: u32) -> RetryPolicy {
 
 pub fn route(prefix: &str, action: RouteAction) -> Route {
     Route {
-        name: format!("route{prefix}"),
+        name: format!("route{prefix}").into(),
         route_match: RouteMatch {
             path: PathMatch::Prefix(prefix.into()),
             case_sensitive: true,
