@@ -7,9 +7,9 @@ mod http_support;
 use std::time::{Duration, Instant};
 
 use http_support::*;
-use strait_proxy::config::cluster::Thresholds;
+use strait_proxy::config::cluster::{LbPolicy, Thresholds};
 use strait_proxy::config::common::PartsPerMillion;
-use strait_proxy::config::route::{FaultAbort, FaultConfig, MirrorPolicy};
+use strait_proxy::config::route::{FaultAbort, FaultConfig, HashPolicy, MirrorPolicy};
 
 #[tokio::test]
 async fn fault_abort_and_delay() {
@@ -93,6 +93,43 @@ async fn a_5xx_is_retried_and_the_second_attempt_wins() {
     let log = p.log.wait_for(1).await;
     assert_eq!(log[0].attempt_count, 2);
     assert_eq!(log[0].response_flags.to_string(), "-");
+}
+
+/// The same hash picks the same host again; the previous-hosts predicate (Istio sets
+/// it on every route) sends the retry to the other one instead.
+#[tokio::test]
+async fn a_retry_avoids_the_previous_host_when_asked() {
+    for avoid in [false, true] {
+        let a = backend("a").await;
+        let b = backend("b").await;
+        let mut c = cluster("be", &[a.addr, b.addr]);
+        c.lb_policy = LbPolicy::RingHash {
+            minimum_ring_size: 1024,
+            maximum_ring_size: 1024,
+        };
+        let cm = clusters(vec![c]);
+        let mut action = forward("be");
+        action.hash_policy = vec![HashPolicy::Header("x-user".into())];
+        let mut policy = retry_5xx(1);
+        policy.avoid_previous_hosts = avoid;
+        policy.host_selection_retry_max_attempts = 5;
+        action.retry_policy = Some(policy);
+        let p = proxy(inline(vec![vhost(&["*"], vec![to("/", action)])]), cm).await;
+        let r = get(p.addr, "svc", "/fail-first", &[("x-user", "u1")]).await;
+        let (a_seen, b_seen) = (a.seen.lock().len(), b.seen.lock().len());
+        if avoid {
+            // Each host answers its first request with a 503: one attempt each.
+            assert_eq!((a_seen, b_seen), (1, 1), "avoiding the previous host");
+            assert_eq!(r.status, 503);
+        } else {
+            assert_eq!(a_seen + b_seen, 2);
+            assert!(
+                a_seen == 2 || b_seen == 2,
+                "both attempts on the hashed host"
+            );
+            assert_eq!(r.status, 200);
+        }
+    }
 }
 
 #[tokio::test]

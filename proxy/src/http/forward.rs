@@ -369,7 +369,16 @@ pub async fn forward(
     let mut tried: Vec<SocketAddr> = Vec::new();
     let mut attempt: u32 = 1;
     let mut retry_guard: Option<crate::upstream::BreakerGuard> = None;
+    let avoid_previous_hosts = decision
+        .retry_policy
+        .is_some_and(|p| p.avoid_previous_hosts);
+    let mut previous_host: Option<SocketAddr> = None;
     loop {
+        if let Some(previous) = previous_host.take()
+            && avoid_previous_hosts
+        {
+            tried.push(previous);
+        }
         let Some(host) = choose_host(&cluster, decision, facts.hash, facts.destination, &tried)
         else {
             completion.flag(ResponseFlag::NoHealthyUpstream);
@@ -384,13 +393,9 @@ pub async fn forward(
                 completion,
             );
         };
-        // Only the previous-hosts predicate reads the list: without it, nothing to keep.
-        if decision
-            .retry_policy
-            .is_some_and(|p| p.avoid_previous_hosts)
-        {
-            tried.push(host.address());
-        }
+        // Only the previous-hosts predicate reads the list, and only on a retry: a
+        // host is written down when the next attempt is about to choose.
+        previous_host = Some(host.address());
         {
             let info = completion.info_mut();
             info.upstream_host = Some(host.address());
