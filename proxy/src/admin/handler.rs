@@ -417,7 +417,7 @@ impl Admin {
             used_only: params.contains_key("usedonly"),
             filter,
         };
-        let snapshot = self.stats.snapshot();
+        let snapshot = self.stats.snapshot_matching(filter.filter.as_ref());
         let format = params.get("format").map(String::as_str);
         if prometheus || format == Some("prometheus") {
             return AdminResponse::ok(render::prometheus(&snapshot, &filter));

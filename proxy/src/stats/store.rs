@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
+use regex::Regex;
 
 use super::config::StatsConfig;
 use super::metric::{Counter, Gauge, Histogram, HistogramSnapshot};
@@ -244,10 +245,18 @@ impl Store {
     }
 
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_matching(None)
+    }
+
+    /// The stats whose names `filter` matches (all when `None`): the admin's
+    /// `?filter=` asks for a few stats of tens of thousands, and copying every one of
+    /// them first cost about 60 MiB with 1000 services.
+    pub fn snapshot_matching(&self, filter: Option<&Regex>) -> Snapshot {
+        let wanted = |name: &str| filter.is_none_or(|re| re.is_match(name));
         let mut samples = Vec::new();
         {
             let r = self.registry.read();
-            for (name, e) in &r.counters {
+            for (name, e) in r.counters.iter().filter(|(n, _)| wanted(n)) {
                 samples.push(Sample {
                     name: name.clone(),
                     extracted: e.extracted.clone(),
@@ -258,7 +267,7 @@ impl Store {
                     },
                 });
             }
-            for (name, e) in &r.gauges {
+            for (name, e) in r.gauges.iter().filter(|(n, _)| wanted(n)) {
                 samples.push(Sample {
                     name: name.clone(),
                     extracted: e.extracted.clone(),
@@ -269,7 +278,7 @@ impl Store {
                     },
                 });
             }
-            for (name, e) in &r.histograms {
+            for (name, e) in r.histograms.iter().filter(|(n, _)| wanted(n)) {
                 samples.push(Sample {
                     name: name.clone(),
                     extracted: e.extracted.clone(),
@@ -281,6 +290,7 @@ impl Store {
         let sources: Vec<Arc<dyn StatsSource>> = self.sources.read().clone();
         let mut collector = Collector {
             store: self,
+            filter,
             out: &mut samples,
         };
         for source in sources {
@@ -312,12 +322,15 @@ impl Store {
 /// What a [`StatsSource`] reports into.
 pub struct Collector<'a> {
     store: &'a Store,
+    filter: Option<&'a Regex>,
     out: &'a mut Vec<Sample>,
 }
 
 impl Collector<'_> {
     fn push(&mut self, name: String, value: Value) {
-        if !self.store.config.matcher.accepts(&name) {
+        if !self.store.config.matcher.accepts(&name)
+            || self.filter.is_some_and(|re| !re.is_match(&name))
+        {
             return;
         }
         let (extracted, tags) = self.store.extract(&name);
@@ -377,6 +390,23 @@ mod tests {
         let snap = store.snapshot();
         // Counter and gauge of the same name both exist; the snapshot keeps one.
         assert!(snap.value("server.x").is_some());
+    }
+
+    #[test]
+    fn a_filtered_snapshot_holds_only_the_matching_stats() {
+        let store = Store::default();
+        store.counter("cluster.c2.upstream_rq_200").add(2);
+        store.gauge("server.live").set(1);
+        store.histogram("cluster.c2.upstream_rq_time");
+        store.add_source(Arc::new(Fixed));
+        let re = Regex::new(r"^cluster\.c[12]\.upstream_rq_(total|200)$").unwrap();
+        let snap = store.snapshot_matching(Some(&re));
+        let names: Vec<&str> = snap.samples.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["cluster.c1.upstream_rq_total", "cluster.c2.upstream_rq_200"]
+        );
+        assert_eq!(snap.value("cluster.c1.upstream_rq_total"), Some(3));
     }
 
     #[test]
